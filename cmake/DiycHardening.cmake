@@ -1,0 +1,11 @@
+# Hardened code generation for everything diyc builds.
+add_compile_options(-Wall -Wextra -Wno-unused-parameter -fstack-protector-strong)
+if(NOT CMAKE_BUILD_TYPE STREQUAL "Debug")
+  add_compile_definitions(_FORTIFY_SOURCE=2)
+endif()
+add_link_options(-Wl,-z,relro,-z,now -Wl,-z,noexecstack)
+option(DIYC_SANITIZE "Build with AddressSanitizer and UndefinedBehaviorSanitizer" OFF)
+if(DIYC_SANITIZE)
+  add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
+  add_link_options(-fsanitize=address,undefined)
+endif()
