@@ -232,12 +232,7 @@ absl::StatusOr<LinkInfo> GetLink(NlSocket& sock, const LinkId& id) {
     return rtnl_link_get_kernel(s, index, name, &raw);
   });
   NlLinkPtr link(raw);
-  if (!status.ok()) {
-    if (StatusErrno(status) == ENODEV) {
-      return absl::NotFoundError(std::string(status.message()));
-    }
-    return status;
-  }
+  DIYC_RETURN_IF_ERROR(status);
   return ToLinkInfo(link.get());
 }
 

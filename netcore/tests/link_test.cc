@@ -50,7 +50,9 @@ TEST_F(TempNetnsTest, BridgeAndVethWithPeerCreatedInsideNamespace) {
   // Not in the host namespace.
   absl::StatusOr<std::optional<LinkInfo>> in_host = FindLink(host(), std::string("eth0"));
   ASSERT_TRUE(in_host.ok());
-  if (in_host->has_value()) EXPECT_NE((*in_host)->index, peer->index);
+  if (in_host->has_value()) {
+    EXPECT_NE((*in_host)->index, peer->index);
+  }
 
   // A second peer with the same name in the same namespace collides there.
   const std::string veth2 = HostLink("dcv");

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs every diyc test: C++ (ctest) and Python (pytest) suites, as root.
+# Installs what is missing and builds first. Exits non-zero if any test fails.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${DIYC_BUILD_DIR:-$root/build}
+if [[ $(id -u) -ne 0 ]]; then
+  echo "diyc tests create namespaces and links: run as root (sudo $0)" >&2
+  exit 1
+fi
+"$root/ci/install-deps.sh"
+"$root/ci/build.sh"
+
+echo "== C++ tests (ctest)"
+ctest --test-dir "$build" --output-on-failure -j2
+
+echo "== Python tests (pytest)"
+cd "$root"
+PYTHONPATH="$root/bindings/python" /usr/bin/python3 -m pytest pytests -q -p no:cacheprovider "$@"
