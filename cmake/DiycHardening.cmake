@@ -1,5 +1,5 @@
 # Hardened code generation for everything diyc builds.
-add_compile_options(-Wall -Wextra -Wno-unused-parameter -fstack-protector-strong)
+add_compile_options(-Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -fstack-protector-strong)
 if(NOT CMAKE_BUILD_TYPE STREQUAL "Debug")
   add_compile_definitions(_FORTIFY_SOURCE=2)
 endif()

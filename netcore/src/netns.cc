@@ -58,12 +58,11 @@ absl::StatusOr<UniqueFd> OpenNsFile(const std::string& path, absl::string_view l
 
 }  // namespace
 
-absl::StatusOr<Netns> Netns::Create(absl::string_view name) {
-  DIYC_RETURN_IF_ERROR(ValidateNetnsName(name));
-  const std::string path = NamedPath(name);
-  const std::string what = absl::StrCat("create netns ", Quote(name));
-  DIYC_RETURN_IF_ERROR(Annotate(PrepareRunDir(), what));
+namespace {
 
+// Makes a namespace and pins it with a bind mount at path; undoes every step
+// on failure.
+absl::StatusOr<UniqueFd> CreatePinned(const std::string& path, const std::string& what) {
   UniqueFd placeholder(open(path.c_str(), O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0));
   if (!placeholder) return ErrnoError(errno, what);
   placeholder.Reset();
@@ -83,13 +82,45 @@ absl::StatusOr<Netns> Netns::Create(absl::string_view name) {
   }).join();
   if (!made.ok()) return made;
 
-  absl::StatusOr<UniqueFd> fd = OpenNsFile(path, name, absl::StatusCode::kInternal);
+  absl::StatusOr<UniqueFd> fd = OpenNsFile(path, path, absl::StatusCode::kInternal);
   if (!fd.ok()) {
     umount2(path.c_str(), MNT_DETACH);
     return fd.status();
   }
   std::move(remove_placeholder).Cancel();
-  return Netns(std::move(*fd), std::string(name), path);
+  return fd;
+}
+
+absl::Status RemovePinned(const std::string& path, const std::string& what) {
+  // Detach rather than fail with EBUSY when a process still has it open.
+  bool unmounted = umount2(path.c_str(), MNT_DETACH) == 0;
+  int umount_errno = errno;
+  if (unlink(path.c_str()) != 0) return ErrnoError(errno, what);
+  if (!unmounted && umount_errno != EINVAL) return ErrnoError(umount_errno, what);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<Netns> Netns::Create(absl::string_view name) {
+  DIYC_RETURN_IF_ERROR(ValidateNetnsName(name));
+  const std::string path = NamedPath(name);
+  const std::string what = absl::StrCat("create netns ", Quote(name));
+  DIYC_RETURN_IF_ERROR(Annotate(PrepareRunDir(), what));
+  DIYC_ASSIGN_OR_RETURN(UniqueFd fd, CreatePinned(path, what));
+  return Netns(std::move(fd), std::string(name), path);
+}
+
+absl::StatusOr<Netns> Netns::CreateAt(const std::string& path) {
+  if (path.empty() || path[0] != '/' || path.find('\0') != std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat("netns path ", Quote(path), ": must be an absolute path"));
+  }
+  DIYC_ASSIGN_OR_RETURN(UniqueFd fd, CreatePinned(path, absl::StrCat("create netns at ", Quote(path))));
+  return Netns(std::move(fd), "", path);
+}
+
+absl::Status Netns::RemoveAt(const std::string& path) {
+  return RemovePinned(path, absl::StrCat("remove netns at ", Quote(path)));
 }
 
 absl::StatusOr<Netns> Netns::OpenName(absl::string_view name) {
@@ -124,17 +155,7 @@ absl::StatusOr<Netns> Netns::Current() {
 
 absl::Status Netns::Remove(absl::string_view name) {
   DIYC_RETURN_IF_ERROR(ValidateNetnsName(name));
-  const std::string path = NamedPath(name);
-  const std::string what = absl::StrCat("remove netns ", Quote(name));
-  // Detach rather than fail with EBUSY when a process still has it open.
-  bool unmounted = umount2(path.c_str(), MNT_DETACH) == 0;
-  int umount_errno = errno;
-  if (unlink(path.c_str()) != 0) {
-    if (errno == ENOENT) return ErrnoError(ENOENT, what);
-    return ErrnoError(errno, what);
-  }
-  if (!unmounted && umount_errno != EINVAL) return ErrnoError(umount_errno, what);
-  return absl::OkStatus();
+  return RemovePinned(NamedPath(name), absl::StrCat("remove netns ", Quote(name)));
 }
 
 absl::StatusOr<std::vector<std::string>> Netns::List() {

@@ -71,7 +71,9 @@ TEST_F(TempNetnsTest, RunInNetnsLeavesCallerWhereItWas) {
 }
 
 TEST_F(TempNetnsTest, SysctlIsPerNamespace) {
+  // New namespaces may inherit the host's value: set both explicitly.
   ASSERT_TRUE(WriteSysctl(&a_, "net.ipv4.ip_forward", "1").ok());
+  ASSERT_TRUE(WriteSysctl(&b_, "net.ipv4.ip_forward", "0").ok());
   EXPECT_EQ(*ReadSysctl(&a_, "net.ipv4.ip_forward"), "1");
   EXPECT_EQ(*ReadSysctl(&b_, "net.ipv4.ip_forward"), "0");
   EXPECT_EQ(WriteSysctl(&a_, "net.ipv4.nonexistent_key", "1").code(), absl::StatusCode::kNotFound);

@@ -32,6 +32,12 @@ class Netns {
   // `ip netns add NAME`: ALREADY_EXISTS if the name is taken. A failure at any
   // step removes what was made.
   static absl::StatusOr<Netns> Create(absl::string_view name);
+  // Creates a new namespace pinned by a bind mount at PATH (an absolute path
+  // whose parent exists), for namespaces that should not show up in
+  // `ip netns` (a container's). ALREADY_EXISTS if PATH exists.
+  static absl::StatusOr<Netns> CreateAt(const std::string& path);
+  // Unmounts and unlinks a namespace made by CreateAt (NOT_FOUND if absent).
+  static absl::Status RemoveAt(const std::string& path);
   static absl::StatusOr<Netns> OpenName(absl::string_view name);
   // Any nsfs file, e.g. /proc/PID/ns/net or a bind mount elsewhere.
   static absl::StatusOr<Netns> OpenPath(absl::string_view path);
