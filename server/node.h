@@ -1,0 +1,111 @@
+// The node's networks and attachments: validation, IPAM, kernel objects,
+// firewall and durable state, shared by every front end (gRPC today).
+#pragma once
+
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "diyc/netcore/firewall.h"
+#include "diyc/netcore/ip.h"
+#include "diyc/v1/events.pb.h"
+#include "diyc/v1/network.pb.h"
+#include "diyc/v1/state.pb.h"
+#include "events.h"
+#include "ipam.h"
+#include "store.h"
+#include "target.h"
+
+namespace diyc::server {
+
+struct NodeOptions {
+  std::string state_dir = "/var/lib/diyc";
+  // nullptr: nftables in table "inet diyc".
+  std::unique_ptr<netcore::Firewall> firewall;
+  ContainerNetnsResolver containers;
+};
+
+// Thread-safe. Every mutation records its intent before it touches the
+// kernel and undoes what it made when a later step fails; Reconcile() brings
+// the kernel back in line with the records after a crash.
+class Node {
+ public:
+  static absl::StatusOr<std::unique_ptr<Node>> Open(NodeOptions options);
+  ~Node();
+
+  // Run once before serving: rolls back interrupted operations, re-creates
+  // missing bridges and rules of recorded networks, frees attachments whose
+  // namespace is gone, deletes diyc-marked links nobody records. Returns one
+  // line per repair made.
+  absl::StatusOr<std::vector<std::string>> Reconcile();
+
+  absl::StatusOr<v1::Network> CreateNetwork(const v1::CreateNetworkRequest& request);
+  absl::Status DeleteNetwork(const v1::DeleteNetworkRequest& request);
+  absl::StatusOr<v1::Network> GetNetwork(const v1::GetNetworkRequest& request);
+  absl::StatusOr<v1::ListNetworksResponse> ListNetworks(const v1::ListNetworksRequest& request);
+
+  absl::StatusOr<v1::Attachment> Attach(const v1::AttachContainerRequest& request);
+  absl::Status Detach(const v1::DetachContainerRequest& request);
+  absl::StatusOr<v1::ListAttachmentsResponse> ListAttachments(const v1::ListAttachmentsRequest& request);
+
+  // Every attachment whose target is the container `name`.
+  absl::StatusOr<std::vector<v1::Attachment>> AttachmentsOfContainer(const std::string& name);
+
+  absl::StatusOr<v1::ProbeResponse> Probe(const v1::ProbeRequest& request);
+
+  EventBus& events() { return events_; }
+
+ private:
+  struct NetworkState {
+    v1::Network network;  // attachment_count is filled on read
+    v1::NetworkRecord::Phase phase = v1::NetworkRecord::CREATING;
+    netcore::IpPrefix subnet;
+    netcore::IpAddress gateway;
+    std::optional<netcore::IpPrefix> subnet6;
+    std::optional<netcore::IpAddress> gateway6;
+    std::optional<Ipam> ipam;
+    int attachments = 0;  // in any phase
+  };
+  enum class AttachPhase { kAttaching, kReady, kDetaching };
+  struct AttachmentState {
+    v1::AttachmentRecord record;
+    AttachPhase phase = AttachPhase::kAttaching;
+  };
+
+  explicit Node(NodeOptions options, std::unique_ptr<StateStore> store);
+
+  // Networks (node_networks.cc).
+  absl::Status MakeNetworkKernelObjects(const NetworkState& state);
+  absl::Status ApplyFirewall();
+  absl::Status CheckHostConflicts(const netcore::IpPrefix& subnet, const std::string& bridge);
+  v1::Network Snapshot(const NetworkState& state) const;
+  absl::StatusOr<NetworkState> PlanNetwork(const v1::CreateNetworkRequest& request);
+
+  // Attachments (node_attach.cc).
+  absl::Status WireAttachment(const NetworkState& network, const netcore::Netns& ns, v1::Attachment* attachment);
+  // Deletes the host veth (and with it the peer) and forgets the attachment.
+  absl::Status Unwire(const std::string& host_ifname);
+  void Forget(const std::string& host_ifname);
+  void Publish(v1::Event::Type type, const std::string& network, const v1::Attachment* attachment);
+
+  NodeOptions options_;
+  std::unique_ptr<StateStore> store_;
+  std::string boot_id_;
+  std::string instance_;
+  EventBus events_;
+
+  std::mutex mu_;
+  std::condition_variable settled_;  // an attachment left kAttaching/kDetaching
+  std::map<std::string, NetworkState> networks_;          // by name
+  std::map<std::string, AttachmentState> attachments_;    // by host_ifname
+  std::mutex firewall_mu_;  // serialises rule updates, taken without mu_
+};
+
+}  // namespace diyc::server

@@ -1,0 +1,364 @@
+// Node: opening, and the network verbs.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "absl/cleanup/cleanup.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "diyc/netcore/addr.h"
+#include "diyc/netcore/errors.h"
+#include "diyc/netcore/link.h"
+#include "diyc/netcore/route.h"
+#include "diyc/netcore/status_macros.h"
+#include "diyc/netcore/sysctl.h"
+#include "diyc/netcore/validate.h"
+#include "google/protobuf/util/time_util.h"
+#include "host_socket.h"
+#include "names.h"
+#include "node.h"
+
+namespace diyc::server {
+
+using netcore::IpAddress;
+using netcore::IpPrefix;
+using netcore::Quote;
+
+namespace {
+
+constexpr int kDefaultPageSize = 100;
+constexpr int kMaxPageSize = 1000;
+
+std::string ReadBootId() {
+  absl::StatusOr<std::string> id = netcore::ReadSysctl(nullptr, "kernel.random.boot_id");
+  return id.ok() ? *id : "";
+}
+
+absl::StatusOr<int> PageSize(int32_t requested) {
+  if (requested < 0) return absl::InvalidArgumentError("page_size must not be negative");
+  if (requested == 0) return kDefaultPageSize;
+  return std::min<int>(requested, kMaxPageSize);
+}
+
+// MTU of the interface holding the host's IPv4 default route, else 1500.
+uint32_t DefaultMtu(netcore::NlSocket& host) {
+  absl::StatusOr<std::vector<netcore::RouteInfo>> routes = netcore::ListRoutes(host, netcore::IpFamily::kV4);
+  if (routes.ok()) {
+    for (const netcore::RouteInfo& r : *routes) {
+      if (r.dst.prefix_len() != 0 || r.oif == 0) continue;
+      absl::StatusOr<netcore::LinkInfo> link = netcore::GetLink(host, r.oif);
+      if (link.ok() && link->mtu >= 1280) return link->mtu;
+    }
+  }
+  return 1500;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Node>> Node::Open(NodeOptions options) {
+  DIYC_ASSIGN_OR_RETURN(std::unique_ptr<StateStore> store, StateStore::Open(options.state_dir));
+  if (!options.firewall) options.firewall = netcore::MakeNftablesFirewall();
+  return std::unique_ptr<Node>(new Node(std::move(options), std::move(store)));
+}
+
+Node::Node(NodeOptions options, std::unique_ptr<StateStore> store)
+    : options_(std::move(options)),
+      store_(std::move(store)),
+      boot_id_(ReadBootId()),
+      instance_(InstanceId(store_->dir())) {}
+
+Node::~Node() { events_.Close(); }
+
+v1::Network Node::Snapshot(const NetworkState& state) const {
+  v1::Network network = state.network;
+  network.set_attachment_count(state.attachments);
+  return network;
+}
+
+void Node::Publish(v1::Event::Type type, const std::string& network, const v1::Attachment* attachment) {
+  v1::Event event;
+  event.set_type(type);
+  *event.mutable_time() = google::protobuf::util::TimeUtil::GetCurrentTime();
+  event.set_network(network);
+  if (attachment != nullptr) *event.mutable_attachment() = *attachment;
+  events_.Publish(event);
+}
+
+absl::StatusOr<Node::NetworkState> Node::PlanNetwork(const v1::CreateNetworkRequest& request) {
+  DIYC_RETURN_IF_ERROR(ValidateObjectName("network", request.name()));
+  NetworkState state;
+  v1::Network& n = state.network;
+  n.set_name(request.name());
+
+  DIYC_ASSIGN_OR_RETURN(state.subnet, IpPrefix::Parse(request.subnet()));
+  DIYC_RETURN_IF_ERROR(ValidateSubnet(state.subnet));
+  n.set_subnet(state.subnet.ToString());
+  if (request.gateway().empty()) {
+    state.gateway = AddressAt(state.subnet, 1);
+  } else {
+    DIYC_ASSIGN_OR_RETURN(state.gateway, IpAddress::Parse(request.gateway()));
+  }
+  DIYC_ASSIGN_OR_RETURN(Ipam ipam, Ipam::Create(state.subnet, state.gateway));
+  state.ipam.emplace(std::move(ipam));
+  n.set_gateway(state.gateway.ToString());
+
+  if (!request.subnet6().empty()) {
+    DIYC_ASSIGN_OR_RETURN(IpPrefix subnet6, IpPrefix::Parse(request.subnet6()));
+    DIYC_RETURN_IF_ERROR(ValidateSubnet6(subnet6));
+    state.subnet6 = subnet6;
+    // Host offsets are shared with IPv4: .5 is also ::5.
+    state.gateway6 = AddressAt(subnet6, state.ipam->Offset(state.gateway));
+    n.set_subnet6(subnet6.ToString());
+    n.set_gateway6(state.gateway6->ToString());
+  }
+
+  n.set_bridge(request.bridge().empty() ? DefaultBridgeName(request.name()) : request.bridge());
+  DIYC_RETURN_IF_ERROR(netcore::ValidateIfName(n.bridge()));
+  n.set_internal(request.internal());
+  n.set_nat(!request.internal() && (!request.has_nat() || request.nat()));
+  if (request.mtu() != 0 && (request.mtu() < 1280 || request.mtu() > 65535)) {
+    return absl::InvalidArgumentError(absl::StrCat("invalid mtu ", request.mtu(), ": must be 1280..65535"));
+  }
+  n.set_mtu(request.mtu());
+  *n.mutable_created_at() = google::protobuf::util::TimeUtil::GetCurrentTime();
+  return state;
+}
+
+absl::Status Node::CheckHostConflicts(const IpPrefix& subnet, const std::string& bridge) {
+  DIYC_ASSIGN_OR_RETURN(netcore::NlSocket * host, HostSocket());
+  DIYC_ASSIGN_OR_RETURN(std::optional<netcore::LinkInfo> existing, netcore::FindLink(*host, bridge));
+  if (existing) {
+    return absl::AlreadyExistsError(absl::StrCat("interface ", Quote(bridge), " already exists on the host"));
+  }
+  DIYC_ASSIGN_OR_RETURN(std::vector<netcore::AddrInfo> addrs,
+                        netcore::ListAddresses(*host, std::nullopt, netcore::IpFamily::kV4));
+  for (const netcore::AddrInfo& a : addrs) {
+    if (a.prefix.Network().Overlaps(subnet)) {
+      return absl::FailedPreconditionError(absl::StrCat("subnet ", subnet.ToString(), " overlaps host address ",
+                                                        a.prefix.ToString(), " (link #", a.ifindex, ")"));
+    }
+  }
+  DIYC_ASSIGN_OR_RETURN(std::vector<netcore::RouteInfo> routes, netcore::ListRoutes(*host, netcore::IpFamily::kV4));
+  for (const netcore::RouteInfo& r : routes) {
+    if (r.dst.prefix_len() == 0) continue;
+    if (r.dst.Overlaps(subnet)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("subnet ", subnet.ToString(), " overlaps host route ", r.dst.ToString()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Node::MakeNetworkKernelObjects(const NetworkState& state) {
+  const v1::Network& n = state.network;
+  DIYC_ASSIGN_OR_RETURN(netcore::NlSocket * host, HostSocket());
+  uint32_t mtu = n.mtu() != 0 ? n.mtu() : DefaultMtu(*host);
+  netcore::BridgeOptions options{.name = n.bridge(), .mtu = mtu, .up = true, .alias = OwnerAlias(instance_, n.name())};
+  DIYC_ASSIGN_OR_RETURN(netcore::LinkInfo bridge, netcore::CreateBridge(*host, options));
+  absl::Cleanup remove_bridge = [&] { (void)netcore::DeleteLinkIfExists(*host, bridge.index); };
+  if (!state.subnet6) {
+    // Without IPv6 the bridge needs no link-local: it would only add
+    // multicast chatter to every port.
+    DIYC_RETURN_IF_ERROR(netcore::ChangeLink(*host, bridge.index, {.no_ipv6_addrgen = true}));
+  }
+  DIYC_RETURN_IF_ERROR(
+      netcore::AddAddress(*host, bridge.index, IpPrefix(state.gateway, state.subnet.prefix_len())));
+  if (state.subnet6) {
+    DIYC_RETURN_IF_ERROR(netcore::AddAddress(*host, bridge.index, IpPrefix(*state.gateway6, state.subnet6->prefix_len()),
+                                             {.no_dad = true}));
+  }
+  std::move(remove_bridge).Cancel();
+  return absl::OkStatus();
+}
+
+absl::Status Node::ApplyFirewall() {
+  std::lock_guard<std::mutex> fw_lock(firewall_mu_);
+  std::vector<netcore::FirewallNetwork> rules;
+  bool forwarding = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [name, state] : networks_) {
+      if (state.phase == v1::NetworkRecord::DELETING) continue;
+      rules.push_back({.name = name, .bridge = state.network.bridge(), .subnet = state.subnet,
+                       .subnet6 = state.subnet6, .nat = state.network.nat(), .internal = state.network.internal()});
+      forwarding |= !state.network.internal();
+    }
+  }
+  DIYC_RETURN_IF_ERROR(netcore::Annotate(options_.firewall->Apply(rules), "apply firewall"));
+  if (forwarding) {
+    // Left on when the last network goes: other software may rely on it.
+    DIYC_RETURN_IF_ERROR(netcore::WriteSysctl(nullptr, "net.ipv4.ip_forward", "1"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::Network> Node::CreateNetwork(const v1::CreateNetworkRequest& request) {
+  DIYC_ASSIGN_OR_RETURN(NetworkState planned, PlanNetwork(request));
+  const std::string name = planned.network.name();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (networks_.count(name)) return absl::AlreadyExistsError(absl::StrCat("network ", Quote(name), " already exists"));
+    for (const auto& [other_name, other] : networks_) {
+      if (other.network.bridge() == planned.network.bridge()) {
+        return absl::AlreadyExistsError(absl::StrCat("bridge ", Quote(planned.network.bridge()),
+                                                     " is already used by network ", Quote(other_name)));
+      }
+      if (other.subnet.Overlaps(planned.subnet) ||
+          (other.subnet6 && planned.subnet6 && other.subnet6->Overlaps(*planned.subnet6))) {
+        return absl::FailedPreconditionError(absl::StrCat("subnet of network ", Quote(name),
+                                                          " overlaps network ", Quote(other_name), " (",
+                                                          other.network.subnet(), ")"));
+      }
+    }
+    planned.phase = v1::NetworkRecord::CREATING;
+    networks_.emplace(name, planned);
+  }
+  // Whatever fails from here on takes the network back out.
+  absl::Cleanup forget = [&] {
+    std::lock_guard<std::mutex> lock(mu_);
+    networks_.erase(name);
+  };
+
+  DIYC_RETURN_IF_ERROR(CheckHostConflicts(planned.subnet, planned.network.bridge()));
+  v1::NetworkRecord record;
+  *record.mutable_network() = planned.network;
+  record.set_phase(v1::NetworkRecord::CREATING);
+  DIYC_RETURN_IF_ERROR(store_->PutNetwork(record));
+  absl::Cleanup unrecord = [&] { (void)store_->DeleteNetwork(name); };
+
+  DIYC_RETURN_IF_ERROR(MakeNetworkKernelObjects(planned));
+  absl::Cleanup unmake = [&] {
+    if (auto host = HostSocket(); host.ok()) (void)netcore::DeleteLinkIfExists(**host, planned.network.bridge());
+  };
+  absl::Status firewall = ApplyFirewall();
+  if (!firewall.ok()) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      networks_.erase(name);
+    }
+    (void)ApplyFirewall();  // back to the rules without it
+    return firewall;
+  }
+
+  record.set_phase(v1::NetworkRecord::READY);
+  absl::Status recorded = store_->PutNetwork(record);
+  if (!recorded.ok()) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      networks_.erase(name);
+    }
+    (void)ApplyFirewall();
+    return recorded;
+  }
+  std::move(unmake).Cancel();
+  std::move(unrecord).Cancel();
+  std::move(forget).Cancel();
+  v1::Network created;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    NetworkState& state = networks_.at(name);
+    state.phase = v1::NetworkRecord::READY;
+    created = Snapshot(state);
+  }
+  Publish(v1::Event::NETWORK_CREATED, name, nullptr);
+  return created;
+}
+
+absl::Status Node::DeleteNetwork(const v1::DeleteNetworkRequest& request) {
+  DIYC_RETURN_IF_ERROR(ValidateObjectName("network", request.name()));
+  const std::string& name = request.name();
+  std::vector<std::string> to_detach;
+  v1::NetworkRecord record;
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    auto it = networks_.find(name);
+    if (it == networks_.end()) return absl::NotFoundError(absl::StrCat("network ", Quote(name), " not found"));
+    if (it->second.phase != v1::NetworkRecord::READY) {
+      return absl::FailedPreconditionError(absl::StrCat("network ", Quote(name), " is being created or deleted"));
+    }
+    if (it->second.attachments > 0 && !request.force()) {
+      return absl::FailedPreconditionError(absl::StrCat("network ", Quote(name), " has ", it->second.attachments,
+                                                        " attachment(s); detach them or delete with force"));
+    }
+    // From here no new attachment can start; wait for those under way.
+    it->second.phase = v1::NetworkRecord::DELETING;
+    settled_.wait(lock, [&] {
+      return std::none_of(attachments_.begin(), attachments_.end(), [&](const auto& entry) {
+        return entry.second.record.attachment().network() == name && entry.second.phase != AttachPhase::kReady;
+      });
+    });
+    for (auto& [host_ifname, attachment] : attachments_) {
+      if (attachment.record.attachment().network() == name) {
+        attachment.phase = AttachPhase::kDetaching;
+        to_detach.push_back(host_ifname);
+      }
+    }
+    *record.mutable_network() = it->second.network;
+  }
+  record.set_phase(v1::NetworkRecord::DELETING);
+  absl::Status recorded = store_->PutNetwork(record);
+  if (!recorded.ok()) {
+    std::lock_guard<std::mutex> lock(mu_);
+    networks_.at(name).phase = v1::NetworkRecord::READY;
+    for (const std::string& host_ifname : to_detach) attachments_.at(host_ifname).phase = AttachPhase::kReady;
+    settled_.notify_all();
+    return recorded;
+  }
+
+  // Past the DELETING record the delete only goes forward: a crash is
+  // finished by the next start.
+  absl::Status first_error;
+  for (const std::string& host_ifname : to_detach) {
+    v1::Attachment detached;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      detached = attachments_.at(host_ifname).record.attachment();
+    }
+    absl::Status status = Unwire(host_ifname);
+    if (!status.ok() && first_error.ok()) first_error = status;
+    Publish(v1::Event::CONTAINER_DETACHED, name, &detached);
+  }
+  DIYC_ASSIGN_OR_RETURN(netcore::NlSocket * host, HostSocket());
+  absl::Status bridge = netcore::DeleteLinkIfExists(*host, record.network().bridge());
+  if (!bridge.ok() && first_error.ok()) first_error = bridge;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    networks_.erase(name);
+  }
+  absl::Status firewall = ApplyFirewall();
+  if (!firewall.ok() && first_error.ok()) first_error = firewall;
+  if (!first_error.ok()) return first_error;  // the record stays: retried on restart
+  DIYC_RETURN_IF_ERROR(store_->DeleteNetwork(name));
+  Publish(v1::Event::NETWORK_DELETED, name, nullptr);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::Network> Node::GetNetwork(const v1::GetNetworkRequest& request) {
+  DIYC_RETURN_IF_ERROR(ValidateObjectName("network", request.name()));
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = networks_.find(request.name());
+  if (it == networks_.end() || it->second.phase == v1::NetworkRecord::CREATING) {
+    return absl::NotFoundError(absl::StrCat("network ", Quote(request.name()), " not found"));
+  }
+  return Snapshot(it->second);
+}
+
+absl::StatusOr<v1::ListNetworksResponse> Node::ListNetworks(const v1::ListNetworksRequest& request) {
+  DIYC_ASSIGN_OR_RETURN(int page_size, PageSize(request.page_size()));
+  // The token is the last name returned: pages stay consistent while
+  // networks come and go.
+  v1::ListNetworksResponse response;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto it = networks_.upper_bound(request.page_token()); it != networks_.end(); ++it) {
+    if (it->second.phase == v1::NetworkRecord::CREATING) continue;
+    if (response.networks_size() == page_size) {
+      response.set_next_page_token(response.networks(page_size - 1).name());
+      break;
+    }
+    *response.add_networks() = Snapshot(it->second);
+  }
+  return response;
+}
+
+}  // namespace diyc::server
