@@ -1,0 +1,172 @@
+"""Fixtures that run a real diycd against the real kernel.
+
+``diycd``
+    A started :class:`diyc.daemon.DiycdProcess` with a socket and state
+    directory of its own. At teardown every network it still has is deleted
+    with force (restarting diycd first if the test left it dead), then it is
+    stopped; host links still labelled for this run's networks fail the test
+    and are removed.
+``client``
+    A :class:`diyc.client.Client` on that diycd.
+``names``
+    :class:`RunNames`: run-prefixed network and bridge names, 10.228-255.x.0/24
+    subnets no host route uses.
+
+``diycd`` depends on the plugin's cleanup registry, so namespaces made with
+``make_netns`` outlive diycd's teardown: networks are deleted while their
+namespaces still exist, which is the ordinary order of things.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from diyc.client import Client
+from diyc.daemon import DiycdProcess, DiycdProcessError, find_diycd
+from diyc.errors import DiycError
+from diycd_support import RunNames, diyc_links, nft, nft_tables, other_diycd_pids
+
+if TYPE_CHECKING:
+    # Imported for real only once the suite's conftest has registered the
+    # plugin, so pytest can still rewrite its assertions.
+    from diyc.pytest_plugin import CleanupRegistry
+
+DIYC_TABLE = "inet diyc"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: takes several seconds (hundreds of namespaces, restarts)")
+
+
+@pytest.fixture(scope="session")
+def diycd_binary() -> str:
+    try:
+        binary = find_diycd()
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+    if not os.access(binary, os.X_OK):
+        pytest.skip(f"diycd binary {binary} is not executable (not built yet?)")
+    return binary
+
+
+@pytest.fixture(scope="session")
+def names() -> RunNames:
+    return RunNames()
+
+
+@pytest.fixture(scope="session")
+def diycd_root(names: RunNames) -> Iterator[Path]:
+    """A world-traversable scratch directory (0755) for sockets and state.
+
+    pytest's own tmp_path lives under a 0700 directory, where a non-root
+    client would be stopped before ever reaching diycd's socket; here only
+    diycd's own permissions stand in the way.
+    """
+    root = Path(tempfile.mkdtemp(prefix=f"{names.prefix}-diycd-", dir="/tmp"))
+    root.chmod(0o755)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _diyc_table_guard() -> Iterator[None]:
+    """Removes an `inet diyc` table our diycd instances left behind.
+
+    Only when the table was absent at the start and no other diycd runs on
+    the host: then it can only be ours.
+    """
+    existed = shutil.which("nft", path="/usr/sbin:/sbin:/usr/bin") is None or DIYC_TABLE in nft_tables()
+    yield
+    if existed or other_diycd_pids(()) or DIYC_TABLE not in nft_tables():
+        return
+    nft("delete", "table", "inet", "diyc", check=False)
+    warnings.warn("the nftables table `inet diyc` outlived every diycd of this run; removed it")
+
+
+@dataclass(frozen=True)
+class DiycdPaths:
+    socket: str
+    state_dir: str
+
+
+_instances = itertools.count(1)
+
+
+@pytest.fixture
+def diycd_paths(diycd_root: Path) -> DiycdPaths:
+    """Fresh paths; the socket's directory does not exist yet, diycd makes it."""
+    base = diycd_root / f"d{next(_instances)}"
+    base.mkdir(mode=0o755)
+    base.chmod(0o755)
+    return DiycdPaths(socket=str(base / "run" / "diyc.sock"), state_dir=str(base / "state"))
+
+
+@pytest.fixture
+def diycd(diycd_binary: str, diycd_paths: DiycdPaths, diyc_cleanup: CleanupRegistry,
+          names: RunNames) -> Iterator[DiycdProcess]:
+    from diyc.pytest_plugin import require_root
+
+    require_root()
+    process = DiycdProcess(diycd_binary, socket=diycd_paths.socket, state_dir=diycd_paths.state_dir)
+    process.start(timeout=15)
+    try:
+        yield process
+    finally:
+        problems = _tear_down(process, names)
+        if problems:
+            pytest.fail("diycd teardown:\n  " + "\n  ".join(problems) + f"\n--- diycd log:\n{process.log_tail()}",
+                        pytrace=False)
+
+
+def _tear_down(process: DiycdProcess, names: RunNames) -> list[str]:
+    """Deletes every network, stops diycd, and removes what it left behind."""
+    problems: list[str] = []
+    try:
+        if not process.running:
+            process.start(timeout=15)
+        with process.client() as client:
+            for network in client.list_networks():
+                try:
+                    client.delete_network(network.name, force=True)
+                except DiycError as exc:
+                    problems.append(f"force-delete of network {network.name!r} failed: {exc.code}: {exc}")
+    except (DiycError, DiycdProcessError) as exc:
+        problems.append(f"could not clean up through diycd: {exc}")
+    finally:
+        try:
+            process.stop()
+        except DiycdProcessError as exc:
+            problems.append(str(exc).splitlines()[0])
+    leftovers = diyc_links(names.prefix)
+    if leftovers:
+        problems.append("host links of deleted networks remained (removed now): " + ", ".join(sorted(leftovers)))
+        _remove_links(leftovers)
+    return problems
+
+
+def _remove_links(links: dict[str, object]) -> None:
+    import diyc
+
+    with diyc.IPRoute() as host:
+        # veths first: removing one end takes its peer, and bridges go last.
+        for name in sorted(links, key=lambda n: getattr(links[n], "kind", None) == "bridge"):
+            try:
+                host.link_del(name)
+            except diyc.DiycError:
+                pass
+
+
+@pytest.fixture
+def client(diycd: DiycdProcess) -> Iterator[Client]:
+    with diycd.client() as c:
+        yield c
