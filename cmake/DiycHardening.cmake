@@ -1,4 +1,7 @@
-# Hardened code generation for everything diyc builds.
+# Hardened code generation for everything diyc builds: PIE executables, full
+# RELRO, stack protector, _FORTIFY_SOURCE.
+include(CheckPIESupported)
+check_pie_supported()
 add_compile_options(-Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -fstack-protector-strong)
 if(NOT CMAKE_BUILD_TYPE STREQUAL "Debug")
   add_compile_definitions(_FORTIFY_SOURCE=2)

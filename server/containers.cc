@@ -33,6 +33,7 @@
 #include "diyc/netcore/status_macros.h"
 #include "diyc/netcore/sysctl.h"
 #include "google/protobuf/util/time_util.h"
+#include "fault.h"
 #include "names.h"
 #include "store.h"
 
@@ -344,6 +345,7 @@ absl::Status Containers::Teardown(const std::string& name) {
   } else {
     note(attachments.status());
   }
+  FaultPoint("container.remove.detached");
   const std::string dir = Dir(name);
   if (absl::Status s = netcore::Netns::RemoveAt(dir + "/netns"); !absl::IsNotFound(s)) note(s);
   if (absl::StatusOr<std::unique_ptr<netcore::Cgroup>> cg = netcore::OpenCgroup(name, {.parent = options_.cgroup_parent});
@@ -399,6 +401,7 @@ absl::StatusOr<v1::Container> Containers::Run(const v1::RunContainerRequest& req
   for (const char* sub : {"/upper", "/work", "/rootfs"}) DIYC_RETURN_IF_ERROR(MakeDir(dir + sub, 0755));
   DIYC_RETURN_IF_ERROR(SaveRecord(record));
   DIYC_RETURN_IF_ERROR(netcore::Netns::CreateAt(dir + "/netns").status());
+  FaultPoint("container.run.netns");
 
   std::vector<v1::Attachment> attachments;
   for (const v1::ContainerNetwork& n : request.networks()) {
@@ -412,6 +415,7 @@ absl::StatusOr<v1::Container> Containers::Run(const v1::RunContainerRequest& req
     attachments.push_back(std::move(a));
   }
 
+  FaultPoint("container.run.attached");
   netcore::CgroupLimits limits{.memory_bytes = c.memory_bytes(), .pids = c.pids_limit(), .cpus = c.cpus()};
   DIYC_RETURN_IF_ERROR(netcore::CreateCgroup(name, limits, {.parent = options_.cgroup_parent}).status());
 
@@ -436,6 +440,7 @@ absl::StatusOr<v1::Container> Containers::Run(const v1::RunContainerRequest& req
   DIYC_RETURN_IF_ERROR(WriteFileAtomically(dir + "/spec.json", spec_json));
 
   DIYC_ASSIGN_OR_RETURN(Launched launched, LaunchContainer(options_.init_binary, dir + "/spec.json", kStartTimeout));
+  FaultPoint("container.run.started");
   c.set_state(v1::Container::RUNNING);
   c.set_pid(launched.pid);
   *c.mutable_started_at() = TimeUtil::GetCurrentTime();

@@ -15,6 +15,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_format.h"
 #include "diyc/netcore/firewall.h"
+#include "fault.h"
 #include "listen.h"
 #include "node.h"
 #include "node_service.h"
@@ -63,6 +64,7 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "diycd [--socket PATH] [--state-dir DIR] [--listen HOST:PORT --tls-cert F --tls-key F [--tls-client-ca F]]");
   absl::ParseCommandLine(argc, argv);
+  diyc::server::InitFaultPoints();
   if (geteuid() != 0) return Fail("must run as root (it creates namespaces, links and firewall rules)");
 
   // Signals are taken by sigwait below, never by a gRPC or worker thread.

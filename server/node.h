@@ -20,6 +20,7 @@
 #include "diyc/v1/state.pb.h"
 #include "events.h"
 #include "ipam.h"
+#include "link_reaper.h"
 #include "store.h"
 #include "target.h"
 
@@ -72,6 +73,7 @@ class Node {
     std::optional<netcore::IpAddress> gateway6;
     std::optional<Ipam> ipam;
     int attachments = 0;  // in any phase
+    int bridge_index = 0;  // 0: look it up
   };
   enum class AttachPhase { kAttaching, kReady, kDetaching };
   struct AttachmentState {
@@ -82,7 +84,8 @@ class Node {
   explicit Node(NodeOptions options, std::unique_ptr<StateStore> store);
 
   // Networks (node_networks.cc).
-  absl::Status MakeNetworkKernelObjects(const NetworkState& state);
+  // Returns the bridge's ifindex.
+  absl::StatusOr<int> MakeNetworkKernelObjects(const NetworkState& state);
   absl::Status ApplyFirewall();
   absl::Status CheckHostConflicts(const netcore::IpPrefix& subnet, const std::string& bridge);
   v1::Network Snapshot(const NetworkState& state) const;
@@ -99,6 +102,7 @@ class Node {
   std::unique_ptr<StateStore> store_;
   std::string boot_id_;
   std::string instance_;
+  std::unique_ptr<LinkReaper> reaper_;
   EventBus events_;
 
   std::mutex mu_;

@@ -15,6 +15,7 @@
 #include "diyc/netcore/validate.h"
 #include "google/protobuf/util/time_util.h"
 #include "host_socket.h"
+#include "fault.h"
 #include "names.h"
 #include "node.h"
 
@@ -48,26 +49,52 @@ bool SameNamespace(const v1::AttachmentRecord& record, const NsIdentity& id) {
 
 absl::Status Node::WireAttachment(const NetworkState& network, const netcore::Netns& ns, v1::Attachment* a) {
   DIYC_ASSIGN_OR_RETURN(netcore::NlSocket * host, HostSocket());
-  DIYC_ASSIGN_OR_RETURN(netcore::LinkInfo bridge, netcore::GetLink(*host, network.network.bridge()));
   DIYC_ASSIGN_OR_RETURN(netcore::NlSocket inside, netcore::NlSocket::OpenIn(ns));
 
+  // The veth takes the bridge's MTU (0: the kernel's default matches a
+  // bridge left at its default).
   netcore::VethOptions veth{.name = a->host_ifname(), .peer_name = a->ifname(), .peer_netns = &ns,
-                            .mtu = bridge.mtu, .master_index = bridge.index, .up = true, .peer_mac = a->mac(),
-                            .no_ipv6 = true, .alias = OwnerAlias(instance_, network.network.name())};
-  DIYC_RETURN_IF_ERROR(netcore::CreateVeth(*host, veth).status());
+                            .mtu = network.network.mtu(), .master_index = network.bridge_index, .up = true,
+                            .peer_mac = a->mac(), .no_ipv6 = true,
+                            .alias = OwnerAlias(instance_, network.network.name())};
+  if (veth.master_index == 0) {
+    DIYC_ASSIGN_OR_RETURN(netcore::LinkInfo bridge, netcore::GetLink(*host, network.network.bridge()));
+    veth.master_index = bridge.index;
+    veth.mtu = bridge.mtu;
+  }
+  absl::StatusOr<netcore::LinkInfo> created = netcore::CreateVeth(*host, veth);
+  if (absl::IsAlreadyExists(created.status()) && reaper_->pending()) {
+    // The name may still be held by the peer of a detached veth awaiting
+    // deletion in this very namespace.
+    DIYC_RETURN_IF_ERROR(reaper_->Flush());
+    created = netcore::CreateVeth(*host, veth);
+  }
+  if (absl::IsNotFound(created.status())) {
+    return absl::FailedPreconditionError(absl::StrCat("bridge ", Quote(network.network.bridge()), " of network ",
+                                                      Quote(network.network.name()),
+                                                      " is missing; restart diycd to re-create it"));
+  }
+  DIYC_RETURN_IF_ERROR(created.status());
+  FaultPoint("attach.veth");
   // From here a failure deletes the host end, which takes the peer with it.
   absl::Cleanup unwire = [&] { (void)netcore::DeleteLinkIfExists(*host, a->host_ifname()); };
 
   DIYC_ASSIGN_OR_RETURN(netcore::LinkInfo peer, netcore::GetLink(inside, a->ifname()));
   DIYC_ASSIGN_OR_RETURN(IpPrefix ip, IpPrefix::Parse(a->ip()));
   DIYC_RETURN_IF_ERROR(netcore::AddAddress(inside, peer.index, ip));
+  FaultPoint("attach.address");
   if (!a->ip6().empty()) {
     DIYC_ASSIGN_OR_RETURN(IpPrefix ip6, IpPrefix::Parse(a->ip6()));
     // IPAM guarantees uniqueness, so duplicate address detection would only
     // delay the address by a second or two.
     DIYC_RETURN_IF_ERROR(netcore::AddAddress(inside, peer.index, ip6, {.no_dad = true}));
   }
-  DIYC_RETURN_IF_ERROR(netcore::SetLinkUp(inside, peer.index, true));
+  // Without IPv6 on the network the peer needs no link-local either: each
+  // one floods DAD and router solicitations to every port of the bridge,
+  // which makes attaching slower the more containers there are.
+  netcore::LinkChange peer_change{.up = true};
+  if (!network.subnet6) peer_change.no_ipv6_addrgen = true;
+  DIYC_RETURN_IF_ERROR(netcore::ChangeLink(inside, peer.index, peer_change));
   DIYC_RETURN_IF_ERROR(netcore::BringLoopbackUp(inside));
   // The first network attached gives the namespace its default route; later
   // ones only add their subnet.
@@ -169,6 +196,7 @@ absl::StatusOr<v1::Attachment> Node::Attach(const v1::AttachContainerRequest& re
   // finished or undone by the next start.
   DIYC_RETURN_IF_ERROR(store_->PutAttachment(record));
   absl::Cleanup unrecord = [&] { (void)store_->DeleteAttachment(host_ifname); };
+  FaultPoint("attach.recorded");
   DIYC_RETURN_IF_ERROR(netcore::Annotate(WireAttachment(network_copy, ns, &a),
                                          absl::StrCat("attach ", target.Label(), " to network ", Quote(a.network()))));
 
@@ -204,9 +232,10 @@ void Node::Forget(const std::string& host_ifname) {
 }
 
 absl::Status Node::Unwire(const std::string& host_ifname) {
-  DIYC_ASSIGN_OR_RETURN(netcore::NlSocket * host, HostSocket());
-  // The peer goes with the host end; a missing one is already undone.
-  DIYC_RETURN_IF_ERROR(netcore::DeleteLinkIfExists(*host, host_ifname));
+  // Traffic stops at once; the veth (and with it the peer) is deleted in
+  // the reaper's next batch. A missing one is already undone.
+  DIYC_RETURN_IF_ERROR(reaper_->Retire(host_ifname));
+  FaultPoint("detach.unwired");
   DIYC_RETURN_IF_ERROR(store_->DeleteAttachment(host_ifname));
   Forget(host_ifname);
   return absl::OkStatus();

@@ -16,6 +16,7 @@
 #include "diyc/netcore/validate.h"
 #include "google/protobuf/util/time_util.h"
 #include "host_socket.h"
+#include "fault.h"
 #include "names.h"
 #include "node.h"
 
@@ -66,7 +67,8 @@ Node::Node(NodeOptions options, std::unique_ptr<StateStore> store)
     : options_(std::move(options)),
       store_(std::move(store)),
       boot_id_(ReadBootId()),
-      instance_(InstanceId(store_->dir())) {}
+      instance_(InstanceId(store_->dir())),
+      reaper_(std::make_unique<LinkReaper>(ReaperGroupFor(instance_))) {}
 
 Node::~Node() { events_.Close(); }
 
@@ -120,7 +122,12 @@ absl::StatusOr<Node::NetworkState> Node::PlanNetwork(const v1::CreateNetworkRequ
   if (request.mtu() != 0 && (request.mtu() < 1280 || request.mtu() > 65535)) {
     return absl::InvalidArgumentError(absl::StrCat("invalid mtu ", request.mtu(), ": must be 1280..65535"));
   }
-  n.set_mtu(request.mtu());
+  if (request.mtu() != 0) {
+    n.set_mtu(request.mtu());
+  } else {
+    DIYC_ASSIGN_OR_RETURN(netcore::NlSocket * host, HostSocket());
+    n.set_mtu(DefaultMtu(*host));
+  }
   *n.mutable_created_at() = google::protobuf::util::TimeUtil::GetCurrentTime();
   return state;
 }
@@ -150,11 +157,10 @@ absl::Status Node::CheckHostConflicts(const IpPrefix& subnet, const std::string&
   return absl::OkStatus();
 }
 
-absl::Status Node::MakeNetworkKernelObjects(const NetworkState& state) {
+absl::StatusOr<int> Node::MakeNetworkKernelObjects(const NetworkState& state) {
   const v1::Network& n = state.network;
   DIYC_ASSIGN_OR_RETURN(netcore::NlSocket * host, HostSocket());
-  uint32_t mtu = n.mtu() != 0 ? n.mtu() : DefaultMtu(*host);
-  netcore::BridgeOptions options{.name = n.bridge(), .mtu = mtu, .up = true, .alias = OwnerAlias(instance_, n.name())};
+  netcore::BridgeOptions options{.name = n.bridge(), .mtu = n.mtu(), .up = true, .alias = OwnerAlias(instance_, n.name())};
   DIYC_ASSIGN_OR_RETURN(netcore::LinkInfo bridge, netcore::CreateBridge(*host, options));
   absl::Cleanup remove_bridge = [&] { (void)netcore::DeleteLinkIfExists(*host, bridge.index); };
   if (!state.subnet6) {
@@ -169,7 +175,7 @@ absl::Status Node::MakeNetworkKernelObjects(const NetworkState& state) {
                                              {.no_dad = true}));
   }
   std::move(remove_bridge).Cancel();
-  return absl::OkStatus();
+  return bridge.index;
 }
 
 absl::Status Node::ApplyFirewall() {
@@ -226,8 +232,10 @@ absl::StatusOr<v1::Network> Node::CreateNetwork(const v1::CreateNetworkRequest& 
   record.set_phase(v1::NetworkRecord::CREATING);
   DIYC_RETURN_IF_ERROR(store_->PutNetwork(record));
   absl::Cleanup unrecord = [&] { (void)store_->DeleteNetwork(name); };
+  FaultPoint("network.create.recorded");
 
-  DIYC_RETURN_IF_ERROR(MakeNetworkKernelObjects(planned));
+  DIYC_ASSIGN_OR_RETURN(planned.bridge_index, MakeNetworkKernelObjects(planned));
+  FaultPoint("network.create.bridge");
   absl::Cleanup unmake = [&] {
     if (auto host = HostSocket(); host.ok()) (void)netcore::DeleteLinkIfExists(**host, planned.network.bridge());
   };
@@ -241,6 +249,7 @@ absl::StatusOr<v1::Network> Node::CreateNetwork(const v1::CreateNetworkRequest& 
     return firewall;
   }
 
+  FaultPoint("network.create.firewall");
   record.set_phase(v1::NetworkRecord::READY);
   absl::Status recorded = store_->PutNetwork(record);
   if (!recorded.ok()) {
@@ -259,6 +268,7 @@ absl::StatusOr<v1::Network> Node::CreateNetwork(const v1::CreateNetworkRequest& 
     std::lock_guard<std::mutex> lock(mu_);
     NetworkState& state = networks_.at(name);
     state.phase = v1::NetworkRecord::READY;
+    state.bridge_index = planned.bridge_index;
     created = Snapshot(state);
   }
   Publish(v1::Event::NETWORK_CREATED, name, nullptr);
@@ -306,6 +316,7 @@ absl::Status Node::DeleteNetwork(const v1::DeleteNetworkRequest& request) {
     return recorded;
   }
 
+  FaultPoint("network.delete.recorded");
   // Past the DELETING record the delete only goes forward: a crash is
   // finished by the next start.
   absl::Status first_error;
@@ -319,9 +330,11 @@ absl::Status Node::DeleteNetwork(const v1::DeleteNetworkRequest& request) {
     if (!status.ok() && first_error.ok()) first_error = status;
     Publish(v1::Event::CONTAINER_DETACHED, name, &detached);
   }
+  if (absl::Status reaped = reaper_->Flush(); !reaped.ok() && first_error.ok()) first_error = reaped;
   DIYC_ASSIGN_OR_RETURN(netcore::NlSocket * host, HostSocket());
   absl::Status bridge = netcore::DeleteLinkIfExists(*host, record.network().bridge());
   if (!bridge.ok() && first_error.ok()) first_error = bridge;
+  FaultPoint("network.delete.bridge");
   {
     std::lock_guard<std::mutex> lock(mu_);
     networks_.erase(name);

@@ -92,11 +92,13 @@ absl::StatusOr<std::vector<std::string>> Node::Reconcile() {
     state->phase = v1::NetworkRecord::READY;
     absl::StatusOr<std::optional<netcore::LinkInfo>> bridge = netcore::FindLink(*host, n.bridge());
     if (bridge.ok() && !bridge->has_value()) {
-      absl::Status made = MakeNetworkKernelObjects(*state);
+      absl::StatusOr<int> made = MakeNetworkKernelObjects(*state);
+      if (made.ok()) state->bridge_index = *made;
       report.push_back(made.ok() ? absl::StrCat("re-created bridge ", Quote(n.bridge()), " of network ", Quote(n.name()))
                                  : absl::StrCat("could not re-create bridge of network ", Quote(n.name()), ": ",
-                                                made.message()));
+                                                made.status().message()));
     } else if (bridge.ok()) {
+      state->bridge_index = (*bridge)->index;
       (void)netcore::SetLinkUp(*host, (*bridge)->index, true);
       absl::Status addr = netcore::AddAddress(*host, (*bridge)->index, IpPrefix(state->gateway, state->subnet.prefix_len()));
       if (addr.ok()) report.push_back(absl::StrCat("restored gateway address on bridge ", Quote(n.bridge())));
@@ -153,6 +155,10 @@ absl::StatusOr<std::vector<std::string>> Node::Reconcile() {
     report.push_back(absl::StrCat("finished interrupted delete of network ", Quote(name)));
   }
 
+  // Veths retired but not yet deleted when diycd stopped.
+  if (absl::Status reaped = reaper_->Flush(); !reaped.ok()) {
+    report.push_back(absl::StrCat("could not delete retired links: ", reaped.message()));
+  }
   // Links with diyc's mark that no record explains are leftovers of a crash.
   DIYC_ASSIGN_OR_RETURN(std::vector<netcore::LinkInfo> links, netcore::ListLinks(*host));
   std::set<std::string> known;

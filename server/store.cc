@@ -91,7 +91,10 @@ std::vector<std::string> ListRecords(int dir_fd) {
   return names;
 }
 
-absl::Status WriteAtomicallyIn(int dir_fd, const std::string& file, const std::string& contents) {
+// durable: fsync the data and the directory, so the record survives a power
+// loss too. Without it the write is still atomic and survives any crash of
+// diycd itself (the page cache outlives the process).
+absl::Status WriteAtomicallyIn(int dir_fd, const std::string& file, const std::string& contents, bool durable = true) {
   static std::atomic<uint64_t> counter{0};
   const std::string tmp = absl::StrCat(".", file, ".tmp", getpid(), "-", counter++);
   const std::string what = absl::StrCat("write state ", file);
@@ -107,11 +110,11 @@ absl::Status WriteAtomicallyIn(int dir_fd, const std::string& file, const std::s
     }
     done += n;
   }
-  if (fdatasync(fd.get()) != 0) return ErrnoError(errno, what);
+  if (durable && fdatasync(fd.get()) != 0) return ErrnoError(errno, what);
   if (close(fd.Release()) != 0) return ErrnoError(errno, what);
   if (renameat(dir_fd, tmp.c_str(), dir_fd, file.c_str()) != 0) return ErrnoError(errno, what);
   std::move(remove_tmp).Cancel();
-  if (fsync(dir_fd) != 0) return ErrnoError(errno, what);
+  if (durable && fsync(dir_fd) != 0) return ErrnoError(errno, what);
   return absl::OkStatus();
 }
 
@@ -145,6 +148,12 @@ absl::Status WriteFileAtomically(const std::string& path, const std::string& con
 absl::StatusOr<std::unique_ptr<StateStore>> StateStore::Open(const std::string& dir) {
   if (dir.empty() || dir[0] != '/') {
     return absl::InvalidArgumentError(absl::StrCat("state directory ", netcore::Quote(dir), ": must be absolute"));
+  }
+  // Parents as `mkdir -p` makes them; the state directory itself is private.
+  for (size_t slash = dir.find('/', 1); slash != std::string::npos; slash = dir.find('/', slash + 1)) {
+    if (mkdir(dir.substr(0, slash).c_str(), 0755) != 0 && errno != EEXIST) {
+      return ErrnoError(errno, absl::StrCat("create ", dir.substr(0, slash)));
+    }
   }
   DIYC_RETURN_IF_ERROR(MakeDir(dir));
   chmod(dir.c_str(), 0700);
@@ -187,7 +196,11 @@ absl::Status StateStore::DeleteNetwork(absl::string_view name) {
 
 absl::Status StateStore::PutAttachment(const v1::AttachmentRecord& record) {
   DIYC_ASSIGN_OR_RETURN(std::string json, ToJson(record));
-  return WriteAtomicallyIn(attachments_dir_.get(), absl::StrCat(record.attachment().host_ifname(), kSuffix), json);
+  // An attachment only exists within one boot (its namespace and veth die
+  // with the kernel), so surviving a crash of diycd is all it needs: no
+  // fsync, which would cost more than the whole attach.
+  return WriteAtomicallyIn(attachments_dir_.get(), absl::StrCat(record.attachment().host_ifname(), kSuffix), json,
+                           /*durable=*/false);
 }
 
 absl::Status StateStore::DeleteAttachment(absl::string_view host_ifname) {

@@ -24,8 +24,11 @@ absl::Status RecordFromJson(const std::string& json, google::protobuf::Message* 
 // Reads a whole small file (at most 1 MiB), not following a final symlink.
 absl::StatusOr<std::string> ReadSmallFile(const std::string& path);
 
-// Every write is atomic and durable (temporary file, fsync, rename, fsync of
-// the directory), so a crash leaves either the old record or the new one.
+// Every write is atomic (temporary file, rename), so a crash leaves either
+// the old record or the new one. Network records are also durable (fsync of
+// file and directory): they outlive a reboot. Attachment records are not
+// fsynced: what they describe cannot outlive the boot, and the page cache
+// outlives any crash of diycd.
 // Deletes are not fsynced: a record that comes back after a crash describes
 // objects that are gone, and the startup reconcile drops it.
 // Thread-safe: distinct records may be written concurrently.

@@ -45,7 +45,7 @@ absl::Status ValidateTarget(const Target& target) {
     case Target::Kind::kNetnsPath: {
       const std::string& p = target.value;
       if (p.empty() || p[0] != '/' || p.size() > 4096 || p.find('\0') != std::string::npos ||
-          p.find("/../") != std::string::npos || p.size() >= 3 && p.compare(p.size() - 3, 3, "/..") == 0) {
+          p.find("/../") != std::string::npos || (p.size() >= 3 && p.compare(p.size() - 3, 3, "/..") == 0)) {
         return absl::InvalidArgumentError(absl::StrCat("invalid netns_path ", Quote(p), ": must be an absolute path"));
       }
       return absl::OkStatus();

@@ -9,6 +9,8 @@
 #include <netlink/route/link/bridge.h>
 #include <netlink/route/link/inet6.h>
 #include <netlink/route/link/veth.h>
+#include <netlink/msg.h>
+#include <linux/rtnetlink.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -191,6 +193,7 @@ absl::Status ChangeLink(NlSocket& sock, const LinkId& id, const LinkChange& chan
   }
   if (change.name) rtnl_link_set_name(changes.get(), change.name->c_str());
   if (change.alias) rtnl_link_set_ifalias(changes.get(), change.alias->c_str());
+  if (change.group) rtnl_link_set_group(changes.get(), *change.group);
   if (change.no_ipv6_addrgen) {
     rtnl_link_inet6_set_addr_gen_mode(changes.get(),
                                       *change.no_ipv6_addrgen ? IN6_ADDR_GEN_MODE_NONE : IN6_ADDR_GEN_MODE_EUI64);
@@ -215,6 +218,26 @@ absl::Status DeleteLink(NlSocket& sock, const LinkId& id) {
   NlLinkPtr link = LinkFor(id);
   return sock.Call(absl::StrCat("delete link ", LinkIdLabel(id)),
                    [&](nl_sock* s) { return rtnl_link_delete(s, link.get()); });
+}
+
+absl::Status DeleteLinkGroup(NlSocket& sock, uint32_t group) {
+  if (group == 0) return absl::InvalidArgumentError("refusing to delete link group 0 (every link's default)");
+  // libnl has no request for this: RTM_DELLINK with no index or name and
+  // IFLA_GROUP set.
+  std::unique_ptr<nl_msg, void (*)(nl_msg*)> msg(nlmsg_alloc_simple(RTM_DELLINK, NLM_F_REQUEST | NLM_F_ACK), nlmsg_free);
+  if (!msg) return absl::ResourceExhaustedError("allocate netlink message");
+  ifinfomsg ifi{};
+  ifi.ifi_family = AF_UNSPEC;
+  if (nlmsg_append(msg.get(), &ifi, sizeof(ifi), NLMSG_ALIGNTO) < 0 || nla_put_u32(msg.get(), IFLA_GROUP, group) < 0) {
+    return absl::InternalError("build link group delete");
+  }
+  absl::Status status = sock.Call(absl::StrCat("delete link group ", group), [&](nl_sock* s) {
+    int err = nl_send_auto(s, msg.get());
+    return err < 0 ? err : nl_wait_for_ack(s);
+  });
+  // ENODEV: the group is empty.
+  if (absl::IsNotFound(status)) return absl::OkStatus();
+  return status;
 }
 
 absl::Status DeleteLinkIfExists(NlSocket& sock, const LinkId& id) {

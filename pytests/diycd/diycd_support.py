@@ -14,7 +14,8 @@ import re
 import shutil
 import subprocess
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,6 +136,36 @@ def diyc_links(prefix: str) -> dict[str, HostLink]:
     """Host links diycd labelled as belonging to one of this run's networks."""
     return {name: link for name, link in host_links().items()
             if (alias_network(link.alias) or "").startswith(prefix)}
+
+
+def eventually(check: Callable[[], bool], timeout: float = 3.0) -> bool:
+    """True once check() is; False if it never is within the timeout.
+
+    For what diycd finishes in the background: a detach stops traffic and
+    frees the address at once, and deletes the veth pair in a batch a few
+    milliseconds later.
+    """
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def settled_diyc_links(prefix: str, expected: set[str], timeout: float = 3.0) -> set[str]:
+    """diyc_links once they equal `expected`, or whatever they are at the timeout.
+
+    A detach stops traffic at once but deletes the veth in a batch a few
+    milliseconds later (deleting links one by one costs the kernel ~20 ms
+    each), so a test that counts links waits for the batch.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        links = set(diyc_links(prefix))
+        if links == expected or time.monotonic() > deadline:
+            return links
+        time.sleep(0.02)
 
 
 def netns_links(netns: diyc.NetNS | str) -> list[str]:

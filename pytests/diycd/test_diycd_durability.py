@@ -15,7 +15,8 @@ from diyc.daemon import DiycdProcess
 from diyc.errors import DiycError
 from diyc.pytest_plugin import assert_reachable
 from diyc.v1 import network_pb2
-from diycd_support import RunNames, create_network, diyc_links, netns_links, snapshot, state_differences
+from diycd_support import (RunNames, create_network, diyc_links, netns_links, settled_diyc_links, snapshot,
+                            state_differences)
 
 pytestmark = pytest.mark.root
 
@@ -49,7 +50,7 @@ def test_200_concurrent_attaches(client: Client, names: RunNames, make_netns: Ma
         list(pool.map(lambda ns: client.detach(network.name, netns=ns.name), namespaces))
     assert client.list_attachments(network.name) == []
     assert client.get_network(network.name).attachment_count == 0
-    assert set(diyc_links(names.prefix)) == {network.bridge}
+    assert settled_diyc_links(names.prefix, {network.bridge}) == {network.bridge}
 
 
 def _check_consistent(client: Client, names: RunNames, networks: list[network_pb2.Network],

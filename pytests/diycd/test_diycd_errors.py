@@ -11,7 +11,8 @@ import diyc
 from diyc.client import Client
 from diyc.errors import DiycError, NotFoundError, ResourceExhaustedError
 from diyc.pytest_plugin import assert_reachable
-from diycd_support import RunNames, create_network, diyc_links, host_links, netns_links
+from diycd_support import (RunNames, create_network, diyc_links, eventually, host_links, netns_links,
+                            settled_diyc_links)
 
 pytestmark = pytest.mark.root
 
@@ -71,7 +72,7 @@ def test_attach_argument_errors(client: Client, names: RunNames, make_netns: Mak
     expect("INVALID_ARGUMENT", lambda: client.attach(network.name, netns=ns.name, mac="not-a-mac"))
     assert netns_links(ns) == ["lo"], "a refused attach left an interface behind"
     assert client.list_attachments() == []
-    assert set(diyc_links(names.prefix)) == {network.bridge}
+    assert settled_diyc_links(names.prefix, {network.bridge}) == {network.bridge}
 
 
 def test_same_attachment_twice(client: Client, names: RunNames, make_netns: MakeNetns) -> None:
@@ -108,8 +109,8 @@ def test_detach_is_idempotent(client: Client, names: RunNames, make_netns: MakeN
     client.detach(network.name, netns=never.name)
     client.detach(network.name, netns=never.name)
     assert client.list_attachments() == []
-    assert netns_links(never) == ["lo"]
-    assert att.host_ifname not in host_links()
+    assert eventually(lambda: netns_links(never) == ["lo"]), netns_links(never)
+    assert eventually(lambda: att.host_ifname not in host_links())
 
 
 def test_detach_after_the_namespace_vanished(client: Client, names: RunNames, make_netns: MakeNetns) -> None:
@@ -120,7 +121,7 @@ def test_detach_after_the_namespace_vanished(client: Client, names: RunNames, ma
     client.detach(network.name, netns=doomed.name)
     assert client.list_attachments(network.name) == []
     assert client.get_network(network.name).attachment_count == 0
-    assert att.host_ifname not in host_links()
+    assert eventually(lambda: att.host_ifname not in host_links())
     # The address is free again: taking it statically succeeds.
     heir = make_netns()
     address = str(ipaddress.ip_interface(att.ip).ip)

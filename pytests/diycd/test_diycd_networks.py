@@ -21,6 +21,7 @@ from diycd_support import (
     RunNames,
     alias_network,
     create_network,
+    eventually,
     masqueraded_subnets,
     netns_links,
     nft,
@@ -146,12 +147,12 @@ def test_targets_by_path_pid_and_custom_interface(
         assert "eth0" in netns_links(by_pid)
         assert_reachable(by_pid, static, within=3)
         client.detach(network.name, pid=sleeper.pid)
-        assert "eth0" not in netns_links(by_pid)
+        assert eventually(lambda: "eth0" not in netns_links(by_pid))
     finally:
         sleeper.kill()
         sleeper.wait()
     client.detach(network.name, netns_path=f"/run/netns/{by_path.name}", ifname="net1")
-    assert netns_links(by_path) == ["lo"]
+    assert eventually(lambda: netns_links(by_path) == ["lo"]), netns_links(by_path)
     assert client.list_attachments(network.name) == []
 
 
