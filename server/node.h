@@ -61,6 +61,10 @@ class Node {
 
   absl::StatusOr<v1::ProbeResponse> Probe(const v1::ProbeRequest& request);
 
+  // Drift between records and kernel; Repair restores diyc's own objects.
+  absl::StatusOr<v1::CheckResponse> Check();
+  absl::StatusOr<v1::RepairResponse> Repair();
+
   EventBus& events() { return events_; }
 
  private:
@@ -90,6 +94,9 @@ class Node {
   absl::Status CheckHostConflicts(const netcore::IpPrefix& subnet, const std::string& bridge);
   v1::Network Snapshot(const NetworkState& state) const;
   absl::StatusOr<NetworkState> PlanNetwork(const v1::CreateNetworkRequest& request);
+
+  // Check and Repair (node_check.cc).
+  absl::StatusOr<v1::RepairResponse> Inspect(bool repair);
 
   // Attachments (node_attach.cc).
   absl::Status WireAttachment(const NetworkState& network, const netcore::Netns& ns, v1::Attachment* attachment);

@@ -88,6 +88,17 @@ grpc::Status NodeService::ListAttachments(grpc::ServerContext*, const v1::ListAt
   return Reply(node_.ListAttachments(*req), resp);
 }
 
+grpc::Status NodeService::Check(grpc::ServerContext*, const v1::CheckRequest*, v1::CheckResponse* resp) {
+  return Reply(node_.Check(), resp);
+}
+
+grpc::Status NodeService::Repair(grpc::ServerContext*, const v1::RepairRequest*, v1::RepairResponse* resp) {
+  AuditLine audit("Repair", "");
+  absl::StatusOr<v1::RepairResponse> result = node_.Repair();
+  if (result.ok()) *resp = *result;
+  return audit.Done(result.status());
+}
+
 grpc::Status NodeService::Probe(grpc::ServerContext*, const v1::ProbeRequest* req, v1::ProbeResponse* resp) {
   return Reply(node_.Probe(*req), resp);
 }

@@ -28,6 +28,8 @@ class NodeService final : public v1::Node::Service {
                                v1::DetachContainerResponse* resp) override;
   grpc::Status ListAttachments(grpc::ServerContext* ctx, const v1::ListAttachmentsRequest* req,
                                v1::ListAttachmentsResponse* resp) override;
+  grpc::Status Check(grpc::ServerContext* ctx, const v1::CheckRequest* req, v1::CheckResponse* resp) override;
+  grpc::Status Repair(grpc::ServerContext* ctx, const v1::RepairRequest* req, v1::RepairResponse* resp) override;
   grpc::Status Probe(grpc::ServerContext* ctx, const v1::ProbeRequest* req, v1::ProbeResponse* resp) override;
   grpc::Status ImportImage(grpc::ServerContext* ctx, const v1::ImportImageRequest* req, v1::Image* resp) override;
   grpc::Status ListImages(grpc::ServerContext* ctx, const v1::ListImagesRequest* req, v1::ListImagesResponse* resp) override;
