@@ -7,10 +7,11 @@ packages=(
   build-essential cmake ninja-build pkg-config
   libnl-3-dev libnl-route-3-dev libabsl-dev
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
-  libnftables-dev nftables
+  libnftables-dev nftables libseccomp-dev
   pybind11-dev python3-pybind11 python3-dev python3-pytest python3-grpcio python3-protobuf
   libgtest-dev libgmock-dev
   iproute2 iputils-ping busybox-static
+  containernetworking-plugins runc python3-matplotlib
 )
 
 missing=()

@@ -2,6 +2,7 @@
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(NL REQUIRED IMPORTED_TARGET libnl-3.0 libnl-route-3.0)
 pkg_check_modules(NFT REQUIRED IMPORTED_TARGET libnftables)
+pkg_check_modules(SECCOMP REQUIRED IMPORTED_TARGET libseccomp)
 find_package(absl CONFIG REQUIRED)
 find_package(Threads REQUIRED)
 # Debian's libprotobuf-dev ships no CMake config: module mode it is.

@@ -33,6 +33,7 @@
 #include "diyc/netcore/cgroup.h"
 #include "diyc/netcore/errors.h"
 #include "diyc/netcore/rootfs.h"
+#include "diyc/netcore/seccomp.h"
 #include "diyc/netcore/status_macros.h"
 #include "diyc/netcore/unique_fd.h"
 #include "diyc/v1/state.pb.h"
@@ -97,6 +98,9 @@ int ContainerMain(void* arg) {
     ChildFail(a, netcore::ErrnoError(errno, "close descriptors"));
   }
   if (absl::Status s = netcore::RestrictPrivileges(netcore::DefaultCapabilities()); !s.ok()) ChildFail(a, s);
+  // Last, so the setup above could still mount and pivot; inherited by the
+  // command across exec.
+  if (absl::Status s = netcore::ApplyDefaultSeccomp(); !s.ok()) ChildFail(a, s);
 
   std::vector<char*> argv;
   for (const std::string& arg : spec.argv()) argv.push_back(const_cast<char*>(arg.c_str()));
