@@ -15,6 +15,9 @@
 #include "diyc/netcore/errors.h"
 #include "diyc/netcore/status_macros.h"
 #include "diyc/netcore/unique_fd.h"
+#include "absl/strings/str_format.h"
+#include <grpcpp/server_posix.h>
+#include <poll.h>
 
 namespace diyc::server {
 
@@ -42,7 +45,7 @@ bool SomeoneListens(const std::string& path) {
 
 }  // namespace
 
-absl::StatusOr<std::string> PrepareUnixSocket(const std::string& path) {
+absl::StatusOr<std::unique_ptr<UnixListener>> UnixListener::Open(const std::string& path) {
   if (path.empty() || path[0] != '/' || path.size() >= sizeof(sockaddr_un::sun_path)) {
     return absl::InvalidArgumentError(
         absl::StrCat("socket path ", Quote(path), ": must be absolute and shorter than 108 bytes"));
@@ -74,16 +77,66 @@ absl::StatusOr<std::string> PrepareUnixSocket(const std::string& path) {
   } else if (errno != ENOENT) {
     return ErrnoError(errno, absl::StrCat("stat ", Quote(path)));
   }
-  // gRPC creates the socket with the process umask: no window in which it
-  // is reachable by others.
-  umask(0177);
-  return absl::StrCat("unix:", path);
+
+  netcore::UniqueFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) return ErrnoError(errno, "create unix socket");
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
+  // Bound under a umask that leaves no window in which others could connect.
+  mode_t old_mask = umask(0177);
+  int bound = bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  int bind_errno = errno;
+  umask(old_mask);
+  if (bound != 0) return ErrnoError(bind_errno, absl::StrCat("bind ", Quote(path)));
+  if (chmod(path.c_str(), 0600) != 0 || listen(fd.get(), 512) != 0) {
+    int e = errno;
+    unlink(path.c_str());
+    return ErrnoError(e, absl::StrCat("listen on ", Quote(path)));
+  }
+  std::unique_ptr<UnixListener> listener(new UnixListener(path, fd.Release()));
+  if (pipe2(listener->wake_, O_CLOEXEC) != 0) return ErrnoError(errno, "create pipe");
+  return listener;
 }
 
-absl::Status RestrictUnixSocket(const std::string& path) {
-  if (chmod(path.c_str(), 0600) != 0) return ErrnoError(errno, absl::StrCat("chmod ", Quote(path)));
-  umask(0022);
-  return absl::OkStatus();
+UnixListener::~UnixListener() {
+  Stop();
+  if (fd_ >= 0) close(fd_);
+  for (int end : wake_) {
+    if (end >= 0) close(end);
+  }
+}
+
+void UnixListener::Serve(grpc::Server* server) { thread_ = std::thread([this, server] { AcceptLoop(server); }); }
+
+void UnixListener::Stop() {
+  if (!thread_.joinable()) return;
+  (void)!write(wake_[1], "x", 1);
+  thread_.join();
+  unlink(path_.c_str());
+}
+
+void UnixListener::AcceptLoop(grpc::Server* server) {
+  while (true) {
+    pollfd fds[2] = {{fd_, POLLIN, 0}, {wake_[0], POLLIN, 0}};
+    if (poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      return;
+    }
+    if (fds[1].revents) return;
+    // gRPC expects a non-blocking socket and does not make it one.
+    int conn = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (conn < 0) continue;
+    ucred cred{};
+    socklen_t len = sizeof(cred);
+    if (getsockopt(conn, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || cred.uid != 0) {
+      absl::FPrintF(stderr, "diycd: refused connection from uid %d (pid %d): only root may use diycd\n",
+                    static_cast<int>(cred.uid), static_cast<int>(cred.pid));
+      close(conn);
+      continue;
+    }
+    grpc::AddInsecureChannelFromFd(server, conn);
+  }
 }
 
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> TlsCredentials(const TlsFiles& files) {

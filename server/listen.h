@@ -3,6 +3,9 @@
 
 #include <memory>
 #include <string>
+#include <thread>
+
+#include <grpcpp/server.h>
 
 #include <grpcpp/security/server_credentials.h>
 
@@ -10,14 +13,35 @@
 
 namespace diyc::server {
 
-// Prepares PATH for a gRPC unix listener: the parent directory exists (made
-// 0700 when diycd creates it), nothing but a stale socket sits at PATH
-// (a symlink or a regular file there is refused, as is a live socket: another
-// diycd), and the new socket will be created 0600. Returns "unix:PATH".
-absl::StatusOr<std::string> PrepareUnixSocket(const std::string& path);
+// The unix socket diycd serves on. It accepts connections itself so it can
+// check each peer's credentials (SO_PEERCRED: gRPC does not expose them on
+// unix sockets): only root may talk to diycd; any other uid is refused and
+// logged, whatever the file mode says. Accepted connections are handed to
+// the gRPC server.
+class UnixListener {
+ public:
+  // Prepares PATH: the parent directory exists (made 0700 when diycd
+  // creates it), nothing but a stale socket sits at PATH (a symlink or a
+  // regular file there is refused, as is a live socket: another diycd), and
+  // the socket is bound 0600 before it listens.
+  static absl::StatusOr<std::unique_ptr<UnixListener>> Open(const std::string& path);
+  ~UnixListener();
 
-// Makes the socket file 0600 once it exists.
-absl::Status RestrictUnixSocket(const std::string& path);
+  // Starts accepting into `server` (already started).
+  void Serve(grpc::Server* server);
+  // Stops accepting and removes the socket file.
+  void Stop();
+  const std::string& path() const { return path_; }
+
+ private:
+  UnixListener(std::string path, int fd) : path_(std::move(path)), fd_(fd) {}
+  void AcceptLoop(grpc::Server* server);
+
+  std::string path_;
+  int fd_;
+  int wake_[2] = {-1, -1};
+  std::thread thread_;
+};
 
 struct TlsFiles {
   std::string cert;

@@ -117,15 +117,13 @@ int main(int argc, char** argv) {
   report->insert(report->end(), container_report->begin(), container_report->end());
   for (const std::string& line : *report) absl::FPrintF(stderr, "diycd: reconcile: %s\n", line);
 
-  const std::string socket_path = absl::GetFlag(FLAGS_socket);
-  auto unix_target = diyc::server::PrepareUnixSocket(socket_path);
-  if (!unix_target.ok()) return Fail(std::string(unix_target.status().message()));
+  auto listener = diyc::server::UnixListener::Open(absl::GetFlag(FLAGS_socket));
+  if (!listener.ok()) return Fail(std::string(listener.status().message()));
 
   diyc::server::NodeService service(**node, **containers);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(*unix_target, grpc::InsecureServerCredentials());
   if (tls) builder.AddListeningPort(tcp, tls);
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
   grpc::ResourceQuota quota("diycd");
@@ -133,19 +131,17 @@ int main(int argc, char** argv) {
   builder.SetResourceQuota(quota);
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (!server) return Fail(absl::StrCat("cannot listen on ", *unix_target, tcp.empty() ? "" : " or " + tcp));
-  if (auto restricted = diyc::server::RestrictUnixSocket(socket_path); !restricted.ok()) {
-    server->Shutdown();
-    return Fail(std::string(restricted.message()));
-  }
-  absl::FPrintF(stderr, "diycd: serving on %s%s\n", *unix_target, tcp.empty() ? "" : " and " + tcp + " (TLS)");
+  if (!server) return Fail(absl::StrCat("cannot start the gRPC server", tcp.empty() ? "" : " on " + tcp));
+  (*listener)->Serve(server.get());
+  absl::FPrintF(stderr, "diycd: serving on unix:%s%s\n", (*listener)->path(),
+                tcp.empty() ? "" : " and " + tcp + " (TLS)");
 
   int signal_number = 0;
   sigwait(&signals, &signal_number);
   absl::FPrintF(stderr, "diycd: %s, shutting down\n", strsignal(signal_number));
+  (*listener)->Stop();
   service.Shutdown();
   (*node)->events().Close();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
-  unlink(socket_path.c_str());
   return 0;
 }

@@ -1,1 +1,138 @@
-// placeholder
+#include "request_validation.h"
+
+#include "absl/strings/str_cat.h"
+#include "diyc/netcore/errors.h"
+#include "diyc/netcore/image.h"
+#include "diyc/netcore/link.h"
+#include "diyc/netcore/status_macros.h"
+#include "diyc/netcore/validate.h"
+#include "ipam.h"
+#include "names.h"
+#include "target.h"
+
+namespace diyc::server {
+
+using netcore::IpAddress;
+using netcore::IpPrefix;
+using netcore::Quote;
+
+namespace {
+
+constexpr char kDefaultIfName[] = "eth0";
+constexpr int64_t kMinMemory = 6 << 20;  // below this a container cannot even start its shell
+constexpr size_t kMaxArgBytes = 128 << 10;
+constexpr size_t kMaxCommandBytes = 1 << 20;
+
+absl::Status ValidateHostname(absl::string_view hostname) {
+  bool ok = !hostname.empty() && hostname.size() <= 64 && hostname.front() != '-' && hostname.front() != '.';
+  for (char c : hostname) {
+    ok = ok && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
+                c == '_');
+  }
+  if (!ok) return absl::InvalidArgumentError(absl::StrCat("invalid hostname ", Quote(hostname)));
+  return absl::OkStatus();
+}
+
+int HexDigit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return c - 'A' + 10;  // ValidateMac admitted only hex digits
+}
+
+}  // namespace
+
+absl::StatusOr<NetworkPlan> PlanNetworkRequest(const v1::CreateNetworkRequest& request) {
+  DIYC_RETURN_IF_ERROR(ValidateObjectName("network", request.name()));
+  NetworkPlan plan;
+  plan.name = request.name();
+
+  DIYC_ASSIGN_OR_RETURN(plan.subnet, IpPrefix::Parse(request.subnet()));
+  DIYC_RETURN_IF_ERROR(ValidateSubnet(plan.subnet));
+  if (request.gateway().empty()) {
+    plan.gateway = AddressAt(plan.subnet, 1);
+  } else {
+    DIYC_ASSIGN_OR_RETURN(plan.gateway, IpAddress::Parse(request.gateway()));
+  }
+  DIYC_ASSIGN_OR_RETURN(Ipam ipam, Ipam::Create(plan.subnet, plan.gateway));
+
+  if (!request.subnet6().empty()) {
+    DIYC_ASSIGN_OR_RETURN(IpPrefix subnet6, IpPrefix::Parse(request.subnet6()));
+    DIYC_RETURN_IF_ERROR(ValidateSubnet6(subnet6));
+    plan.subnet6 = subnet6;
+    // Host offsets are shared with IPv4: .5 is also ::5.
+    plan.gateway6 = AddressAt(subnet6, ipam.Offset(plan.gateway));
+  }
+
+  plan.bridge = request.bridge().empty() ? DefaultBridgeName(request.name()) : request.bridge();
+  DIYC_RETURN_IF_ERROR(netcore::ValidateIfName(plan.bridge));
+  plan.internal = request.internal();
+  plan.nat = !request.internal() && (!request.has_nat() || request.nat());
+  if (request.mtu() != 0 && (request.mtu() < 1280 || request.mtu() > 65535)) {
+    return absl::InvalidArgumentError(absl::StrCat("invalid mtu ", request.mtu(), ": must be 1280..65535"));
+  }
+  plan.mtu = request.mtu();
+  return plan;
+}
+
+netcore::FirewallNetwork FirewallNetworkOf(const NetworkPlan& plan) {
+  return {.name = plan.name,
+          .bridge = plan.bridge,
+          .subnet = plan.subnet,
+          .subnet6 = plan.subnet6,
+          .nat = plan.nat,
+          .internal = plan.internal};
+}
+
+absl::Status ValidateAttachRequest(const v1::AttachContainerRequest& request) {
+  DIYC_RETURN_IF_ERROR(ValidateObjectName("network", request.network()));
+  DIYC_RETURN_IF_ERROR(ValidateTarget(TargetOf(request)));
+  DIYC_RETURN_IF_ERROR(netcore::ValidateIfName(request.ifname().empty() ? kDefaultIfName : request.ifname()));
+  if (!request.ip().empty()) DIYC_RETURN_IF_ERROR(IpAddress::Parse(request.ip()).status());
+  if (!request.mac().empty()) {
+    DIYC_RETURN_IF_ERROR(netcore::ValidateMac(request.mac()));
+    // The low bit of the first octet marks multicast: no interface may use it.
+    if (HexDigit(request.mac()[1]) & 1) {
+      return absl::InvalidArgumentError(absl::StrCat("mac ", Quote(request.mac()), " is a multicast address"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateRunRequest(const v1::RunContainerRequest& r) {
+  if (r.command().empty() || r.command(0).empty()) return absl::InvalidArgumentError("command must not be empty");
+  size_t total = 0;
+  for (const std::string& arg : r.command()) {
+    if (arg.find('\0') != std::string::npos) return absl::InvalidArgumentError("command arguments must not contain NUL");
+    if (arg.size() > kMaxArgBytes) return absl::InvalidArgumentError("a command argument is longer than 128 KiB");
+    total += arg.size();
+  }
+  for (const std::string& e : r.env()) {
+    const size_t eq = e.find('=');
+    if (eq == std::string::npos || eq == 0 || e.find('\0') != std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat("invalid env entry ", Quote(e), ": want KEY=VALUE"));
+    }
+    total += e.size();
+  }
+  if (total > kMaxCommandBytes) return absl::InvalidArgumentError("command and environment exceed 1 MiB");
+  if (!r.workdir().empty() &&
+      (r.workdir()[0] != '/' || r.workdir().find('\0') != std::string::npos || r.workdir().size() > 4096)) {
+    return absl::InvalidArgumentError(absl::StrCat("workdir ", Quote(r.workdir()), " must be an absolute path"));
+  }
+  if (!r.hostname().empty()) DIYC_RETURN_IF_ERROR(ValidateHostname(r.hostname()));
+  if (r.memory_bytes() < 0 || (r.memory_bytes() > 0 && r.memory_bytes() < kMinMemory)) {
+    return absl::InvalidArgumentError(absl::StrCat("memory_bytes ", r.memory_bytes(), ": 0 (unlimited) or at least 6 MiB"));
+  }
+  if (r.pids_limit() < 0) return absl::InvalidArgumentError("pids_limit must not be negative");
+  if (r.cpus() < 0 || (r.cpus() > 0 && r.cpus() < 0.01) || r.cpus() > 1024) {
+    return absl::InvalidArgumentError(absl::StrCat("cpus ", r.cpus(), ": 0 (unlimited) or 0.01..1024"));
+  }
+  for (const v1::ContainerNetwork& n : r.networks()) {
+    DIYC_RETURN_IF_ERROR(ValidateObjectName("network", n.network()));
+    if (!n.ip().empty()) DIYC_RETURN_IF_ERROR(IpAddress::Parse(n.ip()).status());
+  }
+  if (!r.name().empty()) DIYC_RETURN_IF_ERROR(ValidateObjectName("container", r.name()));
+  DIYC_RETURN_IF_ERROR(netcore::ValidateImageName(r.image()));
+  return absl::OkStatus();
+}
+
+}  // namespace diyc::server

@@ -1,0 +1,52 @@
+// The checks of client requests that need neither root nor the kernel: what
+// Node::CreateNetwork, Node::Attach and Containers::Run refuse before they
+// touch anything. Pure functions, so they can be tested and fuzzed alone.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "diyc/netcore/firewall.h"
+#include "diyc/netcore/ip.h"
+#include "diyc/v1/container.pb.h"
+#include "diyc/v1/network.pb.h"
+
+namespace diyc::server {
+
+// A CreateNetworkRequest with its defaults applied, before any kernel object
+// exists.
+struct NetworkPlan {
+  std::string name;
+  netcore::IpPrefix subnet;
+  netcore::IpAddress gateway;
+  std::optional<netcore::IpPrefix> subnet6;
+  std::optional<netcore::IpAddress> gateway6;
+  std::string bridge;
+  bool nat = true;
+  bool internal = false;
+  uint32_t mtu = 0;  // 0: the MTU of the host's default-route interface
+};
+
+// Names, subnets (ValidateSubnet, ValidateSubnet6), gateway (Ipam::Create),
+// bridge name and MTU of a CreateNetworkRequest: INVALID_ARGUMENT.
+absl::StatusOr<NetworkPlan> PlanNetworkRequest(const v1::CreateNetworkRequest& request);
+inline absl::Status ValidateCreateNetworkRequest(const v1::CreateNetworkRequest& request) {
+  return PlanNetworkRequest(request).status();
+}
+
+// The firewall's view of a planned network.
+netcore::FirewallNetwork FirewallNetworkOf(const NetworkPlan& plan);
+
+// Network name, target, interface name, static address syntax and MAC of an
+// AttachContainerRequest (the static address is checked against the
+// network's subnet later, under the node's lock).
+absl::Status ValidateAttachRequest(const v1::AttachContainerRequest& request);
+
+// Command, environment, workdir, hostname, limits, networks, container name
+// (empty: one is generated) and image name of a RunContainerRequest.
+absl::Status ValidateRunRequest(const v1::RunContainerRequest& request);
+
+}  // namespace diyc::server
