@@ -10,6 +10,8 @@ function(diyc_add_test name)
   target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR})
   if(ARG_ROOT)
     set(labels root)
+    # Every kernel test binary audits the host for what it left behind.
+    target_sources(${name} PRIVATE ${PROJECT_SOURCE_DIR}/netcore/testing/leak_check.cc)
   else()
     set(labels unit)
   endif()
