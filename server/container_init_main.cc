@@ -110,7 +110,23 @@ int ContainerMain(void* arg) {
   env.push_back(nullptr);
   // execvp searches the container's PATH, which it reads from environ.
   environ = env.data();
-  signal(SIGPIPE, SIG_DFL);
+  // The monitor ignores and blocks signals for itself; ignored dispositions
+  // and the mask survive exec, and a shell cannot trap a signal that was
+  // ignored when it started. The command starts with every default.
+  // The raw system call: the C library refuses to touch the two real-time
+  // signals it reserves, which a parent may still have left ignored.
+  struct {
+    void (*handler)(int);
+    unsigned long flags;
+    void (*restorer)();
+    uint64_t mask;
+  } default_action = {SIG_DFL, 0, nullptr, 0};
+  for (int sig = 1; sig <= 64; ++sig) {
+    if (sig != SIGKILL && sig != SIGSTOP) syscall(SYS_rt_sigaction, sig, &default_action, nullptr, sizeof(uint64_t));
+  }
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
   execvp(argv[0], argv.data());
   ChildFail(a, netcore::ErrnoError(errno, absl::StrCat("exec ", netcore::Quote(spec.argv(0)))));
 }

@@ -2,15 +2,23 @@
 
 ``diycd``
     A started :class:`diyc.daemon.DiycdProcess` with a socket and state
-    directory of its own. At teardown every network it still has is deleted
-    with force (restarting diycd first if the test left it dead), then it is
-    stopped; host links still labelled for this run's networks fail the test
+    directory of its own. At teardown every container it still has is
+    removed with force, then every image, then every network is deleted with
+    force (restarting diycd first if the test left it dead), then it is
+    stopped; host links still labelled for this run's networks, cgroups of
+    this run's containers and mounts under its state directory fail the test
     and are removed.
 ``client``
     A :class:`diyc.client.Client` on that diycd.
 ``names``
     :class:`RunNames`: run-prefixed network and bridge names, 10.228-255.x.0/24
     subnets no host route uses.
+``busybox_rootfs`` (session)
+    A busybox root filesystem directory (:func:`diyc.images.build_busybox_rootfs`),
+    built once per run.
+``busybox``
+    The name of an image imported from it into the test's diycd, removed at
+    teardown.
 
 ``diycd`` depends on the plugin's cleanup registry, so namespaces made with
 ``make_netns`` outlive diycd's teardown: networks are deleted while their
@@ -19,12 +27,17 @@ namespaces still exist, which is the ordinary order of things.
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import itertools
 import os
+import re
+import signal
 import shutil
+import subprocess
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,6 +47,7 @@ import pytest
 from diyc.client import Client
 from diyc.daemon import DiycdProcess, DiycdProcessError, find_diycd
 from diyc.errors import DiycError
+from diyc.images import build_busybox_rootfs
 from diycd_support import RunNames, diyc_links, nft, nft_tables, other_diycd_pids
 
 if TYPE_CHECKING:
@@ -129,12 +143,23 @@ def diycd(diycd_binary: str, diycd_paths: DiycdPaths, diyc_cleanup: CleanupRegis
 
 
 def _tear_down(process: DiycdProcess, names: RunNames) -> list[str]:
-    """Deletes every network, stops diycd, and removes what it left behind."""
+    """Removes every container, image and network, stops diycd, and removes what it left behind."""
     problems: list[str] = []
     try:
         if not process.running:
             process.start(timeout=15)
         with process.client() as client:
+            # Containers first: removing one detaches it and frees its image.
+            for container in client.list_containers(all=True):
+                try:
+                    client.remove_container(container.name, force=True)
+                except DiycError as exc:
+                    problems.append(f"forced removal of container {container.name!r} failed: {exc.code}: {exc}")
+            for image in client.list_images():
+                try:
+                    client.remove_image(image.name)
+                except DiycError as exc:
+                    problems.append(f"removal of image {image.name!r} failed: {exc.code}: {exc}")
             for network in client.list_networks():
                 try:
                     client.delete_network(network.name, force=True)
@@ -151,7 +176,54 @@ def _tear_down(process: DiycdProcess, names: RunNames) -> list[str]:
     if leftovers:
         problems.append("host links of deleted networks remained (removed now): " + ", ".join(sorted(leftovers)))
         _remove_links(leftovers)
+    cgroups = container_cgroups(f"{names.prefix}-*")
+    if cgroups:
+        problems.append("cgroups of removed containers remained (removed now): " + ", ".join(cgroups))
+        _remove_cgroups(cgroups)
+    mounts = mounts_under(process.state_dir)
+    if mounts:
+        problems.append("mounts under diycd's state directory remained (unmounted now): " + ", ".join(mounts))
+        for mount_point in reversed(mounts):
+            subprocess.run(["umount", "-l", mount_point], capture_output=True, check=False)
     return problems
+
+
+def container_cgroups(name_pattern: str) -> list[str]:
+    """cgroup directories of containers named like the glob pattern, in every hierarchy.
+
+    diycd puts a container's cgroup at diyc/NAME: once per cgroup v1
+    controller (and in the v2 tree of a hybrid host), or once on a pure v2 host.
+    """
+    found = set(glob.glob(f"/sys/fs/cgroup/*/diyc/{name_pattern}")) | set(glob.glob(f"/sys/fs/cgroup/diyc/{name_pattern}"))
+    return sorted(path for path in found if os.path.isdir(path))
+
+
+def _remove_cgroups(paths: Sequence[str]) -> None:
+    for path in paths:
+        try:
+            with open(os.path.join(path, "cgroup.procs"), encoding="ascii") as procs:
+                for pid in procs.read().split():
+                    with contextlib.suppress(OSError):
+                        os.kill(int(pid), signal.SIGKILL)
+        except OSError:
+            pass
+    for path in paths:
+        # Children before parents; rmdir is how a cgroup is removed.
+        for root, _, _ in os.walk(path, topdown=False):
+            with contextlib.suppress(OSError):
+                os.rmdir(root)
+
+
+def mounts_under(path: str) -> list[str]:
+    """Mount points of this mount namespace at or below ``path``, in mount order."""
+    prefix = os.path.realpath(path)
+    found = []
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as mountinfo:
+        for line in mountinfo:
+            mount_point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4])
+            if mount_point == prefix or mount_point.startswith(prefix + "/"):
+                found.append(mount_point)
+    return found
 
 
 def _remove_links(links: dict[str, object]) -> None:
@@ -170,3 +242,28 @@ def _remove_links(links: dict[str, object]) -> None:
 def client(diycd: DiycdProcess) -> Iterator[Client]:
     with diycd.client() as c:
         yield c
+
+
+# --------------------------------------------------------------------------
+# Images and containers
+
+
+@pytest.fixture(scope="session")
+def busybox_rootfs(diycd_root: Path) -> Path:
+    if shutil.which("busybox", path="/bin:/usr/bin") is None:
+        pytest.skip("needs Debian's busybox-static (/bin/busybox)")
+    try:
+        return build_busybox_rootfs(diycd_root / "busybox-rootfs")
+    except ValueError as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture
+def busybox(client: Client, busybox_rootfs: Path) -> Iterator[str]:
+    """An image of the busybox root filesystem in the test's diycd."""
+    client.import_image("busybox", directory=str(busybox_rootfs))
+    yield "busybox"
+    # A container a failed test left behind still holds the image; the
+    # diycd teardown removes both.
+    with contextlib.suppress(DiycError):
+        client.remove_image("busybox")

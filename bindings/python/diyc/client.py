@@ -5,9 +5,20 @@
         att = node.attach("web", netns="c1")
         print(att.ip, att.host_ifname)
 
+        node.import_image("busybox", directory="/srv/rootfs/busybox")
+        node.run_container("busybox", ["ping", "-c", "1", att.ip.split("/")[0]],
+                           name="p1", networks=["web"], memory_bytes=64 << 20)
+        for chunk in node.container_logs("p1", follow=True):
+            print(chunk.data.decode(), end="")
+        print(node.wait_container("p1").exit_code)
+        node.remove_container("p1")
+
 Every failed call raises the :mod:`diyc.errors` exception of its status code
 (``NotFoundError`` for NOT_FOUND, ...), so callers never see ``grpc.RpcError``.
-Every unary call carries a deadline; the event stream runs until cancelled.
+Every unary call carries a deadline, stretched by what the server may
+legitimately spend on it (a stop's grace period, an image import); the
+streams (events, followed logs) and ``wait_container`` run until they end or
+are cancelled unless given a timeout.
 """
 
 from __future__ import annotations
@@ -15,9 +26,9 @@ from __future__ import annotations
 import errno
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeAlias, TypeVar
 
 import grpc
 
@@ -28,13 +39,15 @@ from .errors import (
     UnavailableError,
     error_for_code,
 )
-from .v1 import events_pb2, network_pb2, node_pb2_grpc
+from .v1 import container_pb2, events_pb2, network_pb2, node_pb2_grpc
 
 __all__ = [
     "DEFAULT_SOCKET",
     "SOCKET_ENV",
     "Client",
     "EventStream",
+    "LogStream",
+    "NetworkSpec",
     "default_socket",
 ]
 
@@ -49,7 +62,22 @@ _PROBE_DEFAULT_TIMEOUT_MS = 1000
 # unknown up front, so its deadline allows for this many pairs in a row.
 _PROBE_MATRIX_PAIRS = 30
 
+# What diycd may spend on a request before answering, on top of the client's
+# own deadline: diyc-init has this long to start a command, a container that
+# outlives SIGKILL is given this long to go, a forced removal first waits
+# this long after SIGKILL, and an import copies a whole root filesystem.
+_SERVER_START_TIMEOUT = 30.0
+_SERVER_KILL_WAIT = 10.0
+_SERVER_REMOVE_GRACE = 5.0
+_IMPORT_TIMEOUT = 600.0
+# StopContainer treats 0 as its default grace period of 10 seconds.
+_DEFAULT_STOP_TIMEOUT = 10
+
 _Response = TypeVar("_Response")
+_Item = TypeVar("_Item")
+
+#: One network of ``run_container``: "NET", "NET:IP" or (NET, IP).
+NetworkSpec: TypeAlias = "str | tuple[str, str | None]"
 
 
 def default_socket() -> str:
@@ -82,8 +110,25 @@ def _target_fields(*, netns: str | None, netns_path: str | None, pid: int | None
     return given
 
 
-class EventStream:
-    """The Events stream of diycd: iterate for events, ``cancel()`` to stop.
+def _network_entry(spec: NetworkSpec) -> container_pb2.ContainerNetwork:
+    """One ContainerNetwork from "NET", "NET:IP" or (NET, IP).
+
+    Network names cannot hold ':', so everything after the first one is the
+    address (which keeps an IPv6 address whole).
+    """
+    if isinstance(spec, str):
+        network, _, ip = spec.partition(":")
+    elif isinstance(spec, tuple) and len(spec) == 2:
+        network, ip = spec[0], spec[1] or ""
+    else:
+        raise InvalidArgumentError(f"a container network is 'NET', 'NET:IP' or (NET, IP), not {spec!r}")
+    if not network:
+        raise InvalidArgumentError(f"container network {spec!r} names no network")
+    return container_pb2.ContainerNetwork(network=network, ip=ip)
+
+
+class _Stream(Generic[_Item]):
+    """A server stream of diycd: iterate for its messages, ``cancel()`` to stop.
 
     Cancelling (from any thread) ends the iteration cleanly; every other
     failure raises the matching :class:`~diyc.errors.DiycError`.
@@ -94,10 +139,10 @@ class EventStream:
         self._convert = convert
         self._cancelled = threading.Event()
 
-    def __iter__(self) -> EventStream:
+    def __iter__(self) -> _Stream[_Item]:
         return self
 
-    def __next__(self) -> events_pb2.Event:
+    def __next__(self) -> _Item:
         try:
             return next(self._call)
         except grpc.RpcError as exc:
@@ -109,12 +154,25 @@ class EventStream:
         self._cancelled.set()
         self._call.cancel()
 
-    def __enter__(self) -> EventStream:
+    def __enter__(self) -> _Stream[_Item]:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.cancel()
+
+
+class EventStream(_Stream[events_pb2.Event]):
+    """The Events stream of diycd: iterate for events, ``cancel()`` to stop."""
+
+
+class LogStream(_Stream[container_pb2.LogChunk]):
+    """A container's output as LogChunks (stdout and stderr in the order written).
+
+    Without follow it ends after what was written so far; with follow, once
+    the container has exited and its last output was sent. ``cancel()`` ends
+    it early.
+    """
 
 
 class Client:
@@ -267,6 +325,14 @@ class Client:
 
     # -- diagnostics
 
+    def check(self) -> list[network_pb2.Drift]:
+        """Drift between diycd's records and the kernel; empty when in sync."""
+        return list(self._call(self._stub.Check, network_pb2.CheckRequest()).drifts)
+
+    def repair(self) -> network_pb2.RepairResponse:
+        """Restores diyc's own objects; the reply pairs each drift with what was done."""
+        return self._call(self._stub.Repair, network_pb2.RepairRequest())
+
     def probe(
         self,
         targets: Sequence[str] = (),
@@ -300,14 +366,136 @@ class Client:
             deadline = self.timeout + per_pair * max(1, pairs)
         return list(self._call(self._stub.Probe, request, timeout=deadline).results)
 
-    def events(self, network: str | None = None, *, timeout: float | None = None) -> EventStream:
-        """Events from now on (of one network, or of all), until cancelled.
+    def events(self, network: str | None = None, *, container: str | None = None,
+               timeout: float | None = None) -> EventStream:
+        """Events from now on (of one network or container, or of all), until cancelled.
 
         The stream is meant to stay open, so unlike the unary calls it has no
         deadline unless ``timeout`` is given.
         """
-        call = self._stub.Events(events_pb2.EventsRequest(network=network or ""), timeout=timeout)
+        request = events_pb2.EventsRequest(network=network or "", container=container or "")
+        call = self._stub.Events(request, timeout=timeout)
         return EventStream(call, self._convert)
+
+    # -- images
+
+    def import_image(self, name: str, *, directory: str | None = None,
+                     tar_path: str | None = None) -> container_pb2.Image:
+        """Copies a root filesystem on the node (a directory or a tar file) into an image.
+
+        Paths are read by diycd on its host, so they must be absolute. The
+        deadline allows for copying a large tree (at least ten minutes).
+        """
+        if (directory is None) == (tar_path is None):
+            raise InvalidArgumentError("import_image takes exactly one of directory or tar_path")
+        if directory is not None:
+            request = container_pb2.ImportImageRequest(name=name, directory=directory)
+        else:
+            request = container_pb2.ImportImageRequest(name=name, tar_path=tar_path)
+        return self._call(self._stub.ImportImage, request, timeout=max(self.timeout, _IMPORT_TIMEOUT))
+
+    def list_images(self) -> list[container_pb2.Image]:
+        return list(self._call(self._stub.ListImages, container_pb2.ListImagesRequest()).images)
+
+    def remove_image(self, name: str) -> None:
+        """Deletes an image; FailedPreconditionError while a container (even an exited one) uses it."""
+        self._call(self._stub.RemoveImage, container_pb2.RemoveImageRequest(name=name))
+
+    # -- containers
+
+    def run_container(
+        self,
+        image: str,
+        command: Sequence[str],
+        *,
+        name: str | None = None,
+        env: Sequence[str] | Mapping[str, str] = (),
+        workdir: str | None = None,
+        hostname: str | None = None,
+        networks: Sequence[NetworkSpec] = (),
+        memory_bytes: int = 0,
+        pids_limit: int = 0,
+        cpus: float = 0.0,
+    ) -> container_pb2.Container:
+        """Starts ``command`` (argv, no shell) in a new container of ``image``.
+
+        Returns once the command runs, attached to ``networks`` ("NET",
+        "NET:IP" or (NET, IP); the first is eth0, the next eth1, ...). ``env``
+        is "KEY=VALUE" entries or a mapping. Limits of 0 mean diycd's
+        defaults: unlimited memory and CPU, 4096 pids. diycd picks a name
+        when none is given.
+        """
+        if isinstance(command, (str, bytes)):
+            raise InvalidArgumentError("command is a list of arguments (argv), not a string: there is no shell")
+        entries = [f"{key}={value}" for key, value in env.items()] if isinstance(env, Mapping) else list(env)
+        request = container_pb2.RunContainerRequest(
+            name=name or "", image=image, command=list(command), env=entries, workdir=workdir or "",
+            hostname=hostname or "", networks=[_network_entry(n) for n in networks],
+            memory_bytes=memory_bytes, pids_limit=pids_limit, cpus=cpus,
+        )
+        return self._call(self._stub.RunContainer, request, timeout=self.timeout + _SERVER_START_TIMEOUT)
+
+    def get_container(self, name: str) -> container_pb2.Container:
+        """One container, with its current attachments."""
+        return self._call(self._stub.GetContainer, container_pb2.GetContainerRequest(name=name))
+
+    def list_containers(self, all: bool = False, *, page_size: int = 0) -> list[container_pb2.Container]:
+        """Running containers (every one with ``all``), fetched page by page."""
+        containers: list[container_pb2.Container] = []
+        for page in self._pages(lambda token: self._call(
+                self._stub.ListContainers,
+                container_pb2.ListContainersRequest(all=all, page_size=page_size, page_token=token))):
+            containers.extend(page.containers)
+        return containers
+
+    def wait_container(self, name: str, timeout: float | None = None) -> container_pb2.WaitContainerResponse:
+        """Blocks until the container has exited; returns its exit code, signal and OOM flag.
+
+        Without ``timeout`` it waits as long as the container runs. Ctrl-C
+        (or any exception in the waiting thread) cancels the call on diycd.
+        """
+        future = self._stub.WaitContainer.future(container_pb2.WaitContainerRequest(name=name), timeout=timeout)
+        try:
+            return future.result()
+        except grpc.RpcError as exc:
+            if timeout is not None and exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise DiycError(f"container {name!r} did not exit within {timeout:g}s",
+                                code=exc.code().name) from None
+            raise self._convert(exc) from None
+        except BaseException:
+            future.cancel()
+            raise
+
+    def stop_container(self, name: str, timeout_seconds: int = _DEFAULT_STOP_TIMEOUT, signal: int = 0) -> None:
+        """Sends ``signal`` (default SIGTERM), then SIGKILL after ``timeout_seconds``.
+
+        Returns once the container has exited; stopping an exited container
+        succeeds. ``timeout_seconds`` is 1..3600 (0 means diycd's default, 10).
+        """
+        grace = timeout_seconds or _DEFAULT_STOP_TIMEOUT
+        request = container_pb2.StopContainerRequest(name=name, timeout_seconds=timeout_seconds, signal=signal)
+        self._call(self._stub.StopContainer, request, timeout=self.timeout + grace + _SERVER_KILL_WAIT)
+
+    def remove_container(self, name: str, force: bool = False) -> None:
+        """Deletes an exited container and everything it has on the host.
+
+        A running one is refused with FailedPreconditionError unless
+        ``force``, which kills it first.
+        """
+        request = container_pb2.RemoveContainerRequest(name=name, force=force)
+        self._call(self._stub.RemoveContainer, request,
+                   timeout=self.timeout + _SERVER_REMOVE_GRACE + _SERVER_KILL_WAIT)
+
+    def container_logs(self, name: str, follow: bool = False, *, timeout: float | None = None) -> LogStream:
+        """The container's output from its start, as a stream of LogChunks.
+
+        With ``follow`` the stream goes on until the container exits. Like
+        the event stream it has no deadline unless ``timeout`` is given;
+        ``cancel()`` ends it.
+        """
+        call = self._stub.ContainerLogs(container_pb2.ContainerLogsRequest(name=name, follow=follow),
+                                        timeout=timeout)
+        return LogStream(call, self._convert)
 
     # -- plumbing
 
