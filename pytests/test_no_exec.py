@@ -18,10 +18,12 @@ SOURCE_DIRS = ("netcore", "server", "bindings")
 SUFFIXES = {".c", ".cc", ".cpp", ".h", ".hpp"}
 
 SHELL_CALL = re.compile(r"\b(system|popen|wordexp)\s*\(")
-FORBIDDEN_PROGRAM = re.compile(
-    r'"(?:/usr)?(?:/s?bin/)?(ip|iptables|ip6tables|iptables-restore|nft|sh|bash|dash|sysctl|mount|umount|'
-    r'tc|bridge|brctl|ifconfig|route|modprobe|ethtool)"'
-)
+_TOOLS = (r"(ip|iptables|ip6tables|iptables-restore|nft|sh|bash|dash|sysctl|mount|umount|tc|bridge|brctl|"
+          r"ifconfig|route|modprobe|ethtool)")
+# A tool named by path anywhere, or by bare name in an exec/spawn call.
+# (A bare "mount" elsewhere is data, e.g. a system call name for seccomp.)
+FORBIDDEN_PROGRAM = re.compile(r'"(?:/usr)?/s?bin/' + _TOOLS + r'"|\b(exec[lv]p?e?|posix_spawnp?)\s*\([^;]*"'
+                               + _TOOLS + r'"')
 
 
 def _sources() -> list[Path]:

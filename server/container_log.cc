@@ -1,5 +1,6 @@
 #include "container_log.h"
 
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -23,6 +24,11 @@ void ContainerLogWriter::Write(v1::LogChunk::Stream stream, const char* data, si
 
 absl::StatusOr<std::vector<v1::LogChunk>> ReadLogFrames(int fd, uint64_t* offset, size_t max_bytes) {
   std::vector<v1::LogChunk> chunks;
+  // Frames past the size seen here are left for the next call, and a header
+  // claiming more data than the file holds (up to 4 GiB) allocates nothing.
+  struct stat st;
+  if (fstat(fd, &st) != 0) return netcore::ErrnoError(errno, "stat container log");
+  const uint64_t size = static_cast<uint64_t>(st.st_size);
   size_t total = 0;
   while (total < max_bytes) {
     uint8_t header[5];
@@ -31,6 +37,7 @@ absl::StatusOr<std::vector<v1::LogChunk>> ReadLogFrames(int fd, uint64_t* offset
     if (n < static_cast<ssize_t>(sizeof(header))) break;
     uint32_t len = 0;
     for (int i = 0; i < 4; ++i) len |= static_cast<uint32_t>(header[1 + i]) << (8 * i);
+    if (size < *offset + sizeof(header) + len) break;
     std::string data(len, '\0');
     n = pread(fd, data.data(), len, static_cast<off_t>(*offset + sizeof(header)));
     if (n < 0) return netcore::ErrnoError(errno, "read container log");

@@ -11,6 +11,10 @@
 #include "diyc/netcore/errors.h"
 #include "diyc/netcore/link.h"
 #include "diyc/netcore/route.h"
+#include "diyc/netcore/sysctl.h"
+#include "absl/strings/numbers.h"
+#include <cstdio>
+#include <mutex>
 #include "diyc/netcore/status_macros.h"
 #include "diyc/netcore/validate.h"
 #include "google/protobuf/util/time_util.h"
@@ -29,6 +33,26 @@ namespace {
 
 constexpr int kMaxBridgePorts = 1023;  // BR_MAX_PORTS - 1 in the kernel
 constexpr char kDefaultIfName[] = "eth0";
+// Past this many ports, one broadcast (an ARP request) fans out into more
+// packets than the kernel's default input backlog (1000) holds.
+constexpr int kBusyBridgePorts = 512;
+constexpr int kLargeBridgeBacklog = 4096;
+
+// Raises net.core.netdev_max_backlog to kLargeBridgeBacklog, never lowers
+// it; once per process.
+void EnsureBacklogForLargeBridges() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    absl::StatusOr<std::string> value = netcore::ReadSysctl(nullptr, "net.core.netdev_max_backlog");
+    int current = 0;
+    if (value.ok() && absl::SimpleAtoi(*value, &current) && current < kLargeBridgeBacklog) {
+      if (netcore::WriteSysctl(nullptr, "net.core.netdev_max_backlog", absl::StrCat(kLargeBridgeBacklog)).ok()) {
+        std::fprintf(stderr, "diycd: raised net.core.netdev_max_backlog from %d to %d for a bridge of more than %d ports\n",
+                     current, kLargeBridgeBacklog, kBusyBridgePorts);
+      }
+    }
+  });
+}
 
 struct NsIdentity {
   uint64_t dev = 0;
@@ -200,6 +224,7 @@ absl::StatusOr<v1::Attachment> Node::Attach(const v1::AttachContainerRequest& re
   DIYC_RETURN_IF_ERROR(netcore::Annotate(WireAttachment(network_copy, ns, &a),
                                          absl::StrCat("attach ", target.Label(), " to network ", Quote(a.network()))));
 
+  if (network_copy.attachments > kBusyBridgePorts) EnsureBacklogForLargeBridges();
   std::move(unrecord).Cancel();
   std::move(release).Cancel();
   {

@@ -160,7 +160,8 @@ absl::Status Node::CheckHostConflicts(const IpPrefix& subnet, const std::string&
 absl::StatusOr<int> Node::MakeNetworkKernelObjects(const NetworkState& state) {
   const v1::Network& n = state.network;
   DIYC_ASSIGN_OR_RETURN(netcore::NlSocket * host, HostSocket());
-  netcore::BridgeOptions options{.name = n.bridge(), .mtu = n.mtu(), .up = true, .alias = OwnerAlias(instance_, n.name())};
+  netcore::BridgeOptions options{.name = n.bridge(), .mtu = n.mtu(), .up = true,
+                                 .alias = OwnerAlias(instance_, n.name()), .mac = NewMacAddress()};
   DIYC_ASSIGN_OR_RETURN(netcore::LinkInfo bridge, netcore::CreateBridge(*host, options));
   absl::Cleanup remove_bridge = [&] { (void)netcore::DeleteLinkIfExists(*host, bridge.index); };
   if (!state.subnet6) {

@@ -123,6 +123,11 @@ absl::StatusOr<std::vector<std::string>> Node::Reconcile() {
       drop("recorded before the last reboot");
       continue;
     }
+    if (absl::StatusOr<std::optional<netcore::LinkInfo>> veth = netcore::FindLink(*host, a.host_ifname());
+        veth.ok() && veth->has_value() && (*veth)->group == reaper_->group()) {
+      drop("a detach was interrupted");  // its veth was already retired
+      continue;
+    }
     absl::StatusOr<netcore::Netns> ns = OpenTarget(TargetOf(a), options_.containers);
     struct stat st;
     if (!ns.ok() || fstat(ns->fd(), &st) != 0 || st.st_dev != record.netns_dev() || st.st_ino != record.netns_ino()) {

@@ -58,6 +58,14 @@ absl::StatusOr<NetworkPlan> PlanNetworkRequest(const v1::CreateNetworkRequest& r
   if (!request.subnet6().empty()) {
     DIYC_ASSIGN_OR_RETURN(IpPrefix subnet6, IpPrefix::Parse(request.subnet6()));
     DIYC_RETURN_IF_ERROR(ValidateSubnet6(subnet6));
+    // Host offsets are shared with IPv4, so subnet6 must hold every host
+    // offset of subnet (a /16 with a /120 would put the gateway of
+    // 10.88.4.1 and every container past .255 outside subnet6).
+    if (128 - subnet6.prefix_len() < 32 - plan.subnet.prefix_len()) {
+      return absl::InvalidArgumentError(absl::StrCat("subnet6 ", subnet6.ToString(), " is smaller than subnet ",
+                                                     plan.subnet.ToString(), ": its prefix length must be at most ",
+                                                     96 + plan.subnet.prefix_len()));
+    }
     plan.subnet6 = subnet6;
     // Host offsets are shared with IPv4: .5 is also ::5.
     plan.gateway6 = AddressAt(subnet6, ipam.Offset(plan.gateway));
@@ -71,6 +79,10 @@ absl::StatusOr<NetworkPlan> PlanNetworkRequest(const v1::CreateNetworkRequest& r
     return absl::InvalidArgumentError(absl::StrCat("invalid mtu ", request.mtu(), ": must be 1280..65535"));
   }
   plan.mtu = request.mtu();
+  // What the firewall would refuse (a bridge name nft cannot match exactly,
+  // such as 'br"x' or 'br*') is refused here, before a bridge or a record
+  // exists.
+  DIYC_RETURN_IF_ERROR(netcore::ValidateFirewallNetwork(FirewallNetworkOf(plan)));
   return plan;
 }
 
@@ -123,7 +135,8 @@ absl::Status ValidateRunRequest(const v1::RunContainerRequest& r) {
     return absl::InvalidArgumentError(absl::StrCat("memory_bytes ", r.memory_bytes(), ": 0 (unlimited) or at least 6 MiB"));
   }
   if (r.pids_limit() < 0) return absl::InvalidArgumentError("pids_limit must not be negative");
-  if (r.cpus() < 0 || (r.cpus() > 0 && r.cpus() < 0.01) || r.cpus() > 1024) {
+  // Written so that NaN, which fails every comparison, is refused too.
+  if (!(r.cpus() == 0 || (r.cpus() >= 0.01 && r.cpus() <= 1024))) {
     return absl::InvalidArgumentError(absl::StrCat("cpus ", r.cpus(), ": 0 (unlimited) or 0.01..1024"));
   }
   for (const v1::ContainerNetwork& n : r.networks()) {

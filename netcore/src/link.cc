@@ -36,6 +36,7 @@ LinkInfo ToLinkInfo(rtnl_link* link) {
   info.up = (rtnl_link_get_flags(link) & IFF_UP) != 0;
   info.master_index = rtnl_link_get_master(link);
   if (const char* alias = rtnl_link_get_ifalias(link)) info.alias = alias;
+  info.group = rtnl_link_get_group(link);
   return info;
 }
 
@@ -125,6 +126,11 @@ absl::StatusOr<LinkInfo> CreateBridge(NlSocket& sock, const BridgeOptions& optio
   rtnl_link_set_name(link.get(), options.name.c_str());
   if (options.mtu != 0) rtnl_link_set_mtu(link.get(), options.mtu);
   if (options.up) rtnl_link_set_flags(link.get(), IFF_UP);
+  NlAddrPtr mac;
+  if (!options.mac.empty()) {
+    DIYC_ASSIGN_OR_RETURN(mac, ParseMac(options.mac));
+    rtnl_link_set_addr(link.get(), mac.get());
+  }
   DIYC_RETURN_IF_ERROR(sock.Call(absl::StrCat("create bridge ", Quote(options.name)), [&](nl_sock* s) {
     return rtnl_link_add(s, link.get(), NLM_F_CREATE | NLM_F_EXCL);
   }));

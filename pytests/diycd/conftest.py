@@ -48,14 +48,13 @@ from diyc.client import Client
 from diyc.daemon import DiycdProcess, DiycdProcessError, find_diycd
 from diyc.errors import DiycError
 from diyc.images import build_busybox_rootfs
-from diycd_support import RunNames, diyc_links, nft, nft_tables, other_diycd_pids
+from diycd_support import RunNames, diyc_links, nft, nft_tables
 
 if TYPE_CHECKING:
     # Imported for real only once the suite's conftest has registered the
     # plugin, so pytest can still rewrite its assertions.
     from diyc.pytest_plugin import CleanupRegistry
 
-DIYC_TABLE = "inet diyc"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -92,19 +91,23 @@ def diycd_root(names: RunNames) -> Iterator[Path]:
     shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _diyc_table_guard() -> Iterator[None]:
-    """Removes an `inet diyc` table our diycd instances left behind.
+@pytest.fixture(scope="session")
+def nft_table(names: RunNames) -> str:
+    """The nftables table (family inet) this run's diycd instances use.
 
-    Only when the table was absent at the start and no other diycd runs on
-    the host: then it can only be ours.
+    Not diycd's default `diyc`: every instance replaces its table whole, so
+    sharing one would wipe the rules of a diycd serving on this host.
     """
-    existed = shutil.which("nft", path="/usr/sbin:/sbin:/usr/bin") is None or DIYC_TABLE in nft_tables()
+    return f"diyc_{names.prefix}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _diyc_table_guard(nft_table: str) -> Iterator[None]:
+    """Removes this run's nftables table if a diycd left it behind."""
     yield
-    if existed or other_diycd_pids(()) or DIYC_TABLE not in nft_tables():
-        return
-    nft("delete", "table", "inet", "diyc", check=False)
-    warnings.warn("the nftables table `inet diyc` outlived every diycd of this run; removed it")
+    if shutil.which("nft", path="/usr/sbin:/sbin:/usr/bin") and f"inet {nft_table}" in nft_tables():
+        nft("delete", "table", "inet", nft_table, check=False)
+        warnings.warn(f"the nftables table `inet {nft_table}` outlived every diycd of this run; removed it")
 
 
 @dataclass(frozen=True)
@@ -127,11 +130,12 @@ def diycd_paths(diycd_root: Path) -> DiycdPaths:
 
 @pytest.fixture
 def diycd(diycd_binary: str, diycd_paths: DiycdPaths, diyc_cleanup: CleanupRegistry,
-          names: RunNames) -> Iterator[DiycdProcess]:
+          names: RunNames, nft_table: str) -> Iterator[DiycdProcess]:
     from diyc.pytest_plugin import require_root
 
     require_root()
-    process = DiycdProcess(diycd_binary, socket=diycd_paths.socket, state_dir=diycd_paths.state_dir)
+    process = DiycdProcess(diycd_binary, socket=diycd_paths.socket, state_dir=diycd_paths.state_dir,
+                           extra_args=["--nft-table", nft_table])
     process.start(timeout=15)
     try:
         yield process

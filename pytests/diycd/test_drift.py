@@ -35,7 +35,8 @@ def test_clean_node_has_no_drift(client: Client, names: RunNames, stub, make_net
     assert list(stub.Repair(network_pb2.RepairRequest(), timeout=30).actions) == []
 
 
-def test_every_kind_of_drift_is_reported_and_repaired(client: Client, names: RunNames, stub, make_netns) -> None:
+def test_every_kind_of_drift_is_reported_and_repaired(client: Client, names: RunNames, stub, make_netns,
+                                                      nft_table: str) -> None:
     a_net = create_network(client, names)
     b_net = create_network(client, names)
     a, b, doomed = make_netns(), make_netns(), make_netns()
@@ -47,7 +48,7 @@ def test_every_kind_of_drift_is_reported_and_repaired(client: Client, names: Run
     with diyc.IPRoute() as host:
         host.link_del(a_net.bridge)        # a bridge deleted
         host.link_del(kept.host_ifname)    # a host veth deleted (its peer goes too)
-    nft("flush", "table", "inet", "diyc")  # the ruleset flushed
+    nft("flush", "table", "inet", nft_table)  # the ruleset flushed
     diyc.sysctl_set(None, "net.ipv4.ip_forward", "0")
     doomed.remove()                        # a namespace deleted
     assert eventually(lambda: gone.host_ifname not in diyc_links(names.prefix))
@@ -67,7 +68,7 @@ def test_every_kind_of_drift_is_reported_and_repaired(client: Client, names: Run
     links = diyc_links(names.prefix)
     assert a_net.bridge in links and kept.host_ifname in links and gone.host_ifname not in links
     assert diyc.sysctl_get(None, "net.ipv4.ip_forward") == "1"
-    listing = nft("list", "table", "inet", "diyc").stdout
+    listing = nft("list", "table", "inet", nft_table).stdout
     assert listing.count(f"{a_net.subnet} ") == 1 and listing.count(f"{b_net.subnet} ") == 1
     # The restored objects carry traffic again, and the released address is free.
     assert_reachable(a, a_net.gateway, within=3)

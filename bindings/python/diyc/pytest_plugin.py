@@ -53,10 +53,13 @@ Helpers importable from this module: :func:`assert_reachable`,
 :func:`require_root`, :func:`host_unchanged`, :class:`HostSnapshot` and
 :func:`guard_host_state`, a generator for a session fixture that fails when
 the host namespace gained links, ``/run/netns`` entries, netns mounts or
-namespace file descriptors.  Leak checks compare the whole host unless
-``DIYC_LEAK_CHECK=prefix`` narrows them to this run's names
-(:func:`leak_check_prefix`), which keeps concurrent runs from flagging each
-other's resources.
+namespace file descriptors, or the host gained what diycd makes besides:
+nftables tables named ``diyc*``, overlay mounts and nsfs mounts outside
+``/run/netns``, cgroups named ``diyc*`` (and the ones right below them) in
+every cgroup hierarchy, or diycd/diyc-init processes.  Leak checks compare
+the whole host unless ``DIYC_LEAK_CHECK=prefix`` narrows them to this run's
+names (:func:`leak_check_prefix`), which keeps concurrent runs from flagging
+each other's resources.
 
 The ``root`` marker skips a test unless the process is root with
 CAP_NET_ADMIN and CAP_SYS_ADMIN.
@@ -710,14 +713,164 @@ def _foreign_netns_fds() -> dict[int, str]:
     return found
 
 
+# Objects diycd makes outside the network namespace. Its nftables tables,
+# cgroups and processes all carry "diyc" in their names; its containers'
+# roots are overlay mounts and their namespaces nsfs bind mounts (outside
+# /run/netns: under the state directory).
+DIYC_NAME_PREFIX = "diyc"
+CGROUP_ROOT = "/sys/fs/cgroup"
+DIYC_PROGRAMS = frozenset({"diycd", "diyc-init"})
+_AUDITED_MOUNT_TYPES = frozenset({"overlay", "nsfs"})
+
+
+def _nft_binary() -> str | None:
+    return shutil.which("nft") or next(
+        (path for path in ("/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft") if os.access(path, os.X_OK)), None
+    )
+
+
+def _diyc_nft_tables() -> frozenset[str]:
+    """nftables tables named diyc*, as "family name" (what `nft list tables` prints).
+
+    Empty when nft is missing or may not be run (not root): the audit then
+    cannot see tables, and says nothing rather than failing every run.
+    """
+    binary = _nft_binary()
+    if binary is None:
+        return frozenset()
+    try:
+        out = subprocess.run([binary, "list", "tables"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return frozenset()
+    if out.returncode != 0:
+        return frozenset()
+    tables = set()
+    for line in out.stdout.splitlines():
+        words = line.split()
+        if len(words) == 3 and words[0] == "table" and words[2].startswith(DIYC_NAME_PREFIX):
+            tables.add(f"{words[1]} {words[2]}")
+    return frozenset(tables)
+
+
+def _audited_mounts(prefix: str | None) -> collections.Counter[str]:
+    """Overlay mounts, nsfs mounts outside /run/netns, and any mount whose path holds ``prefix``.
+
+    Keys read "TYPE on PATH". /run/netns is left to :func:`_netns_mounts`,
+    which knows the self-mount of that directory is expected.
+    """
+    mounts: collections.Counter[str] = collections.Counter()
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as mountinfo:
+        for line in mountinfo:
+            fields = line.split()
+            try:
+                fstype = fields[fields.index("-") + 1]
+            except (ValueError, IndexError):
+                continue
+            mount_point = _unescape_mount_field(fields[4])
+            if mount_point == NETNS_DIR or mount_point.startswith(NETNS_DIR + "/"):
+                continue
+            if fstype in _AUDITED_MOUNT_TYPES or (prefix and prefix in mount_point):
+                mounts[f"{fstype} on {mount_point}"] += 1
+    return mounts
+
+
+def _cgroup_hierarchies(root: str = CGROUP_ROOT) -> list[str]:
+    """The cgroup root and every directory right below it (v1 hierarchies, v2's unified)."""
+    found = [root]
+    try:
+        with os.scandir(root) as entries:
+            found += sorted(entry.path for entry in entries if entry.is_dir(follow_symlinks=False))
+    except OSError:
+        pass
+    return found
+
+
+def _diyc_cgroups(root: str = CGROUP_ROOT) -> frozenset[str]:
+    """Directories named diyc* in each hierarchy, and the cgroups right below them.
+
+    diycd puts every container's cgroup under a shared ``diyc`` parent in
+    each hierarchy (memory, pids, cpu, freezer on v1; one tree on v2), so a
+    leaked container shows up one level below it.
+    """
+    found: set[str] = set()
+    for hierarchy in _cgroup_hierarchies(root):
+        try:
+            with os.scandir(hierarchy) as entries:
+                parents = [e.path for e in entries
+                           if e.name.startswith(DIYC_NAME_PREFIX) and e.is_dir(follow_symlinks=False)]
+        except OSError:
+            continue
+        for parent in parents:
+            found.add(parent)
+            try:
+                with os.scandir(parent) as children:
+                    found.update(c.path for c in children if c.is_dir(follow_symlinks=False))
+            except OSError:
+                continue
+    return frozenset(found)
+
+
+def _process_start_time(pid: int) -> int | None:
+    """Field 22 of /proc/PID/stat, which tells a reused pid from the original."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2:].split()
+    try:
+        return int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def _diyc_processes() -> frozenset[tuple[int, int, str]]:
+    """Running diycd and diyc-init processes as (pid, start time, description).
+
+    Matched by the executable's name, so a binary rebuilt while it runs
+    ("... (deleted)") still counts; zombies have no exe and do not.
+    """
+    found: set[tuple[int, int, str]] = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            exe = os.readlink(f"/proc/{entry}/exe").removesuffix(" (deleted)")
+        except OSError:
+            continue
+        if os.path.basename(exe) not in DIYC_PROGRAMS:
+            continue
+        start = _process_start_time(int(entry))
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read().rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if start is not None:
+            found.add((int(entry), start, cmdline or exe))
+    return frozenset(found)
+
+
 @dataclass(frozen=True)
 class HostSnapshot:
-    """What a test run can leave behind in the host namespace."""
+    """What a test run can leave behind on the host.
+
+    The first four fields cover the network side (links, ``/run/netns``,
+    netns mounts, namespace fds of this process); the others what diycd
+    makes besides: nftables tables named diyc*, overlay/nsfs mounts (and
+    mounts below paths holding the run's prefix), cgroups named diyc* and
+    the ones right below them, and diycd/diyc-init processes. They default
+    to empty so snapshots built by hand for the network side still work.
+    """
 
     links: frozenset[str]
     netns_entries: frozenset[str]
     netns_mounts: tuple[tuple[str, int], ...]
     netns_fds: tuple[tuple[int, str], ...]
+    nft_tables: frozenset[str] = frozenset()
+    mounts: tuple[tuple[str, int], ...] = ()
+    cgroups: frozenset[str] = frozenset()
+    processes: frozenset[tuple[int, int, str]] = frozenset()
 
     @classmethod
     def capture(cls) -> HostSnapshot:
@@ -726,6 +879,10 @@ class HostSnapshot:
             netns_entries=_netns_entries(),
             netns_mounts=tuple(sorted(_netns_mounts().items())),
             netns_fds=tuple(sorted(_foreign_netns_fds().items())),
+            nft_tables=_diyc_nft_tables(),
+            mounts=tuple(sorted(_audited_mounts(session_names().prefix).items())),
+            cgroups=_diyc_cgroups(),
+            processes=_diyc_processes(),
         )
 
     def leaks_since(self, before: HostSnapshot, *, prefix: str | None = None) -> list[str]:
@@ -754,6 +911,31 @@ class HostSnapshot:
         ]
         old_fds = set(before.netns_fds)
         leaks += [f"fd {fd} -> {target}" for fd, target in self.netns_fds if (fd, target) not in old_fds]
+        leaks += self._diyc_leaks_since(before, prefix)
+        return leaks
+
+    def _diyc_leaks_since(self, before: HostSnapshot, prefix: str | None) -> list[str]:
+        """New nftables tables, mounts, cgroups and processes (see the class docstring).
+
+        With ``prefix`` only those whose name (table), path (mount, cgroup)
+        or command line holds it count: the run's diycd instances live under
+        paths carrying the prefix, and its containers are named with it.
+        """
+
+        def ours(text: str) -> bool:
+            return prefix is None or prefix in text
+
+        leaks = [f"nftables table {table}" for table in sorted(self.nft_tables - before.nft_tables)
+                 if ours(table.split()[-1])]
+        grown = collections.Counter(dict(self.mounts))
+        grown.subtract(collections.Counter(dict(before.mounts)))
+        leaks += [f"{what} (x{n})" for what, n in sorted(grown.items()) if n > 0 and ours(what)]
+        # A container's cgroup is named after it, below a parent that is not.
+        leaks += [f"cgroup {path}" for path in sorted(self.cgroups - before.cgroups)
+                  if ours(os.path.relpath(path, CGROUP_ROOT))]
+        old_processes = {(pid, start) for pid, start, _ in before.processes}
+        leaks += [f"process {pid} ({command})" for pid, start, command in sorted(self.processes)
+                  if (pid, start) not in old_processes and ours(command)]
         return leaks
 
 
@@ -776,7 +958,11 @@ def leak_check_prefix() -> str | None:
 
 @contextlib.contextmanager
 def host_unchanged(prefix: str | None = None) -> Iterator[None]:
-    """Fails if the block left new host links, namespaces, netns mounts or fds."""
+    """Fails if the block left new host links, namespaces, netns mounts or fds, or diycd objects.
+
+    (diycd objects: nftables tables, overlay/nsfs mounts, cgroups and
+    processes, as :class:`HostSnapshot` lists them.)
+    """
     __tracebackhide__ = True
     before = HostSnapshot.capture()
     yield
@@ -790,8 +976,10 @@ def guard_host_state(settle: float = 5.0, *, prefix: str | None = None) -> Itera
 
     Namespaces are torn down by the kernel asynchronously (their veths vanish
     a moment after the last reference goes), so the comparison is retried for
-    ``settle`` seconds before anything counts as leaked.  ``prefix`` narrows
-    the check to names starting with it (see :meth:`HostSnapshot.leaks_since`).
+    ``settle`` seconds before anything counts as leaked (diyc-init monitors
+    and cgroups also take a moment to go).  ``prefix`` narrows the check to
+    names starting with it, and for diycd's objects to names, paths and
+    command lines holding it (see :meth:`HostSnapshot.leaks_since`).
     """
     before = HostSnapshot.capture()
     yield

@@ -28,6 +28,7 @@ struct LinkInfo {
   bool up = false;   // administratively up (IFF_UP)
   int master_index = 0;  // 0 if none
   std::string alias;     // IFLA_IFALIAS, diyc's ownership mark
+  uint32_t group = 0;    // IFLA_GROUP
 };
 
 struct BridgeOptions {
@@ -35,6 +36,10 @@ struct BridgeOptions {
   uint32_t mtu = 0;  // 0: kernel default
   bool up = true;
   std::string alias;
+  // A fixed address. Without one a bridge takes the lowest address of its
+  // ports and changes it when that port leaves, leaving every neighbour's
+  // ARP entry for the gateway stale.
+  std::string mac;
 };
 
 struct VethOptions {
