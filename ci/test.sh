@@ -17,3 +17,8 @@ ctest --test-dir "$build" --output-on-failure -j2
 echo "== Python tests (pytest)"
 cd "$root"
 PYTHONPATH="$root/bindings/python" /usr/bin/python3 -m pytest pytests -q -p no:cacheprovider "$@"
+
+echo "== Benchmark smoke run (fails on errors and wrong results, never on timings)"
+"$root/ci/bench-smoke.sh"
+
+"$root/ci/sanitize.sh"
