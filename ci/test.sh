@@ -16,7 +16,7 @@ ctest --test-dir "$build" --output-on-failure -j2
 
 echo "== Python tests (pytest)"
 cd "$root"
-PYTHONPATH="$root/bindings/python" /usr/bin/python3 -m pytest pytests -q -p no:cacheprovider "$@"
+PYTHONPATH="$root/bindings/python:$root/bench" /usr/bin/python3 -m pytest pytests bench/tests -q -p no:cacheprovider "$@"
 
 echo "== Benchmark smoke run (fails on errors and wrong results, never on timings)"
 "$root/ci/bench-smoke.sh"
