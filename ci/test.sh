@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Runs every diyc test: C++ (ctest) and Python (pytest) suites, as root.
-# Installs what is missing and builds first. Exits non-zero if any test fails.
+# Runs every diyc test, as root: the C++ suites (ctest), the Python suites
+# (pytest), a smoke run of the benchmark, then the sanitizer build with its
+# tests and the fuzzers (ci/sanitize.sh). Installs what is missing and builds
+# first. Exits non-zero if anything fails.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${DIYC_BUILD_DIR:-$root/build}
