@@ -35,6 +35,7 @@
 #include "google/protobuf/util/time_util.h"
 #include "fault.h"
 #include "names.h"
+#include "request_validation.h"
 #include "store.h"
 
 namespace diyc::server {
@@ -45,10 +46,7 @@ using netcore::Quote;
 
 namespace {
 
-constexpr int64_t kMinMemory = 6 << 20;  // below this a container cannot even start its shell
 constexpr int64_t kDefaultPids = 4096;
-constexpr size_t kMaxArgBytes = 128 << 10;
-constexpr size_t kMaxCommandBytes = 1 << 20;
 constexpr absl::Duration kStartTimeout = absl::Seconds(30);
 
 std::string NewContainerName() {
@@ -59,51 +57,6 @@ std::string NewContainerName() {
 
 absl::Status MakeDir(const std::string& path, mode_t mode) {
   if (mkdir(path.c_str(), mode) != 0 && errno != EEXIST) return ErrnoError(errno, absl::StrCat("create ", Quote(path)));
-  return absl::OkStatus();
-}
-
-absl::Status ValidateHostname(absl::string_view hostname) {
-  bool ok = !hostname.empty() && hostname.size() <= 64 && hostname.front() != '-' && hostname.front() != '.';
-  for (char c : hostname) {
-    ok = ok && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
-                c == '_');
-  }
-  if (!ok) return absl::InvalidArgumentError(absl::StrCat("invalid hostname ", Quote(hostname)));
-  return absl::OkStatus();
-}
-
-absl::Status ValidateRun(const v1::RunContainerRequest& r) {
-  if (r.command().empty() || r.command(0).empty()) return absl::InvalidArgumentError("command must not be empty");
-  size_t total = 0;
-  for (const std::string& arg : r.command()) {
-    if (arg.find('\0') != std::string::npos) return absl::InvalidArgumentError("command arguments must not contain NUL");
-    if (arg.size() > kMaxArgBytes) return absl::InvalidArgumentError("a command argument is longer than 128 KiB");
-    total += arg.size();
-  }
-  for (const std::string& e : r.env()) {
-    const size_t eq = e.find('=');
-    if (eq == std::string::npos || eq == 0 || e.find('\0') != std::string::npos) {
-      return absl::InvalidArgumentError(absl::StrCat("invalid env entry ", Quote(e), ": want KEY=VALUE"));
-    }
-    total += e.size();
-  }
-  if (total > kMaxCommandBytes) return absl::InvalidArgumentError("command and environment exceed 1 MiB");
-  if (!r.workdir().empty() &&
-      (r.workdir()[0] != '/' || r.workdir().find('\0') != std::string::npos || r.workdir().size() > 4096)) {
-    return absl::InvalidArgumentError(absl::StrCat("workdir ", Quote(r.workdir()), " must be an absolute path"));
-  }
-  if (!r.hostname().empty()) DIYC_RETURN_IF_ERROR(ValidateHostname(r.hostname()));
-  if (r.memory_bytes() < 0 || (r.memory_bytes() > 0 && r.memory_bytes() < kMinMemory)) {
-    return absl::InvalidArgumentError(absl::StrCat("memory_bytes ", r.memory_bytes(), ": 0 (unlimited) or at least 6 MiB"));
-  }
-  if (r.pids_limit() < 0) return absl::InvalidArgumentError("pids_limit must not be negative");
-  if (r.cpus() < 0 || (r.cpus() > 0 && r.cpus() < 0.01) || r.cpus() > 1024) {
-    return absl::InvalidArgumentError(absl::StrCat("cpus ", r.cpus(), ": 0 (unlimited) or 0.01..1024"));
-  }
-  for (const v1::ContainerNetwork& n : r.networks()) {
-    DIYC_RETURN_IF_ERROR(ValidateObjectName("network", n.network()));
-    if (!n.ip().empty()) DIYC_RETURN_IF_ERROR(netcore::IpAddress::Parse(n.ip()).status());
-  }
   return absl::OkStatus();
 }
 
@@ -361,7 +314,7 @@ absl::Status Containers::Teardown(const std::string& name) {
 }
 
 absl::StatusOr<v1::Container> Containers::Run(const v1::RunContainerRequest& request) {
-  DIYC_RETURN_IF_ERROR(ValidateRun(request));
+  DIYC_RETURN_IF_ERROR(ValidateRunRequest(request));
   const std::string name = request.name().empty() ? NewContainerName() : request.name();
   DIYC_RETURN_IF_ERROR(ValidateObjectName("container", name));
   DIYC_RETURN_IF_ERROR(netcore::ValidateImageName(request.image()));

@@ -21,6 +21,7 @@
 #include "host_socket.h"
 #include "fault.h"
 #include "names.h"
+#include "request_validation.h"
 #include "node.h"
 
 namespace diyc::server {
@@ -135,6 +136,7 @@ absl::Status Node::WireAttachment(const NetworkState& network, const netcore::Ne
 }
 
 absl::StatusOr<v1::Attachment> Node::Attach(const v1::AttachContainerRequest& request) {
+  DIYC_RETURN_IF_ERROR(ValidateAttachRequest(request));
   DIYC_RETURN_IF_ERROR(ValidateObjectName("network", request.network()));
   const Target target = TargetOf(request);
   DIYC_RETURN_IF_ERROR(ValidateTarget(target));

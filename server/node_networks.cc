@@ -18,6 +18,7 @@
 #include "host_socket.h"
 #include "fault.h"
 #include "names.h"
+#include "request_validation.h"
 #include "node.h"
 
 namespace diyc::server {
@@ -201,6 +202,9 @@ absl::Status Node::ApplyFirewall() {
 }
 
 absl::StatusOr<v1::Network> Node::CreateNetwork(const v1::CreateNetworkRequest& request) {
+  // Everything the firewall and IPAM would refuse later, refused before
+  // anything is recorded or made.
+  DIYC_RETURN_IF_ERROR(ValidateCreateNetworkRequest(request));
   DIYC_ASSIGN_OR_RETURN(NetworkState planned, PlanNetwork(request));
   const std::string name = planned.network.name();
   {
