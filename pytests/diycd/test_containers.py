@@ -868,6 +868,10 @@ def test_cli_run_ctrl_c_stops_the_container(diycd: DiycdProcess, client: Client,
         ready, _, _ = select.select([runner.stdout], [], [], 15)
         first = runner.stdout.readline() if ready and runner.stdout is not None else ""
         if first == "ready\n":
+            # Output can reach the terminal a moment before the CLI has
+            # finished starting its foreground wait; a person's Ctrl-C comes
+            # later than that.
+            time.sleep(0.5)
             runner.send_signal(signal.SIGINT)
         else:
             runner.kill()
