@@ -72,7 +72,9 @@ FULL_SIZES = (10, 100, 500, 1000)
 QUICK_SIZES = (10, 100)
 CONCURRENT_CLIENTS = 8
 _SETTLE_SECONDS = 0.5  # lets the kernel finish deferred work between methods
-_IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
+#: Host-wide settings a method may change: the CNI bridge plugin turns on
+#: forwarding, diycd raises the input backlog once a bridge has 512+ ports.
+_GUARDED_SYSCTLS = ("net/ipv4/ip_forward", "net/core/netdev_max_backlog")
 
 
 @dataclass(frozen=True)
@@ -168,7 +170,7 @@ class Run:
     # -- fixtures
 
     def start(self) -> None:
-        self._guard_ip_forward()
+        self._guard_sysctls()
         self.cleanup.push("delete nftables table", self._delete_table)
         self.cleanup.push("delete bench links", lambda: delete_links(self.names))
         self.cleanup.push("remove bench namespaces", lambda: remove_namespaces(self.names))
@@ -182,15 +184,20 @@ class Run:
         assert self.diycd.pid is not None
         self.report.memory.idle_kib = rss_kib(self.diycd.pid)
 
-    def _guard_ip_forward(self) -> None:
-        """The CNI bridge plugin turns on IPv4 forwarding; it is put back as found."""
-        before = _IP_FORWARD.read_text()
+    def _guard_sysctls(self) -> None:
+        """Host-wide sysctls the methods change are put back as found, and the change noted."""
+        before = {name: Path("/proc/sys", name).read_text() for name in _GUARDED_SYSCTLS}
 
         def restore() -> None:
-            if _IP_FORWARD.read_text() != before:
-                _IP_FORWARD.write_text(before)
+            for name, value in before.items():
+                path = Path("/proc/sys", name)
+                now = path.read_text()
+                if now != value:
+                    self.report.notes.append(f"{name.replace('/', '.')} was changed during the run "
+                                             f"({value.strip()} -> {now.strip()}); restored to {value.strip()}")
+                    path.write_text(value)
 
-        self.cleanup.push("restore net.ipv4.ip_forward", restore)
+        self.cleanup.push("restore host sysctls", restore)
 
     def _delete_table(self) -> list[str]:
         if nft_table_exists(self.table):

@@ -10,8 +10,8 @@
 //                peer namespace, master and up; no IPv6 link-local on the
 //                host end, as diycd does), 2 acks
 //   namespace:   1 socket (setns there and back), 1 ioctl for eth0's index,
-//                1 sendmsg carrying 4 requests (lo up, eth0 up, address,
-//                default route), 4 acks
+//                1 sendmsg carrying 4 requests (lo up, eth0 up without IPv6
+//                link-local as diycd does, address, default route), 4 acks
 //   detach:      1 RTM_DELLINK of the host end (the peer goes with it)
 //
 // bench/bench.py runs it as a coprocess and feeds it one command per line on
@@ -215,7 +215,10 @@ void AddVeth(int host_sock, const std::string& host_ifname, int bridge_index, in
   batch.Exchange(host_sock, "create veth");
 }
 
-void SetUp(Batch& batch, int index) {
+// Brings a link up. no_ipv6: in the same request, no IPv6 link-local (as
+// diycd does for a network without IPv6), so the new port does not flood DAD
+// and router solicitations to every other port of the bridge.
+void SetUp(Batch& batch, int index, bool no_ipv6) {
   batch.Begin(RTM_NEWLINK, 0);
   ifinfomsg ifi{};
   ifi.ifi_family = AF_UNSPEC;
@@ -223,6 +226,13 @@ void SetUp(Batch& batch, int index) {
   ifi.ifi_flags = IFF_UP;
   ifi.ifi_change = IFF_UP;
   batch.Append(&ifi, sizeof(ifi));
+  if (no_ipv6) {
+    const size_t af_spec = batch.Nest(IFLA_AF_SPEC);
+    const size_t inet6 = batch.Nest(AF_INET6);
+    batch.AttrU8(IFLA_INET6_ADDR_GEN_MODE, IN6_ADDR_GEN_MODE_NONE);
+    batch.End(inet6);
+    batch.End(af_spec);
+  }
 }
 
 void ConfigureInside(int sock, const std::string& cidr, const std::string& gateway) {
@@ -237,8 +247,8 @@ void ConfigureInside(int sock, const std::string& cidr, const std::string& gatew
   if (inet_pton(AF_INET, gateway.c_str(), &via) != 1) throw Failure("gateway " + gateway, EINVAL);
 
   Batch batch;
-  SetUp(batch, 1);  // loopback is always ifindex 1 in its namespace
-  SetUp(batch, eth0);
+  SetUp(batch, 1, false);  // loopback is always ifindex 1 in its namespace
+  SetUp(batch, eth0, true);
 
   batch.Begin(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL);
   ifaddrmsg ifa{};

@@ -85,6 +85,7 @@ class Report:
     memory: MemoryReport = field(default_factory=MemoryReport)
     checks: list[Check] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # facts about the run that are not failures
     interrupted: bool = False
 
     @property
@@ -165,6 +166,7 @@ def _check_lines(report: Report) -> list[str]:
     failed = [c for c in report.checks if not c.ok]
     lines = [f"checks: {len(report.checks) - len(failed)}/{len(report.checks)} passed"]
     lines += [f"FAILED {c.name}: {c.detail}" for c in failed]
+    lines += [f"note: {n}" for n in report.notes]
     lines += [f"ERROR {e}" for e in report.errors]
     if report.interrupted:
         lines.append("INTERRUPTED: partial results")
@@ -245,6 +247,7 @@ def write_json(report: Report, path: Path) -> None:
         "memory": memory,
         "checks": [asdict(c) for c in report.checks],
         "errors": report.errors,
+        "notes": report.notes,
     }
     path.write_text(json.dumps(data, indent=1) + "\n")
 
