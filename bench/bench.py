@@ -51,7 +51,7 @@ from diyc_bench.host import (
     remove_tree,
     run,
 )
-from diyc_bench.machine import loadavg, machine_info, versions
+from diyc_bench.machine import binary_fingerprints, loadavg, machine_info, versions
 from diyc_bench.memory import rss_kib, run_cycles
 from diyc_bench.methods import (
     CNI_PLUGIN_DIR,
@@ -382,6 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "concurrent_clients": CONCURRENT_CLIENTS, "floor": str(floor) if floor else "skipped (not built)"},
     )
     started = time.monotonic()
+    fingerprints = binary_fingerprints(opts.build_dir)
     with handle_termination():
         try:
             run_all(opts, report)
@@ -392,6 +393,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             report.errors.append(f"{type(exc).__name__}: {exc}")
             traceback.print_exc()
     report.config["duration_s"] = round(time.monotonic() - started, 1)
+    for name, digest in binary_fingerprints(opts.build_dir).items():
+        if digest != fingerprints[name]:
+            report.notes.append(f"{name} was rebuilt during the run: diycd keeps running the binary it started "
+                                "with, but diyc-init is executed anew for every container")
     report.machine["loadavg_end"] = loadavg()
     set_ratios(report.rows)
     write_outputs(report, opts.out)

@@ -16,17 +16,17 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-__all__ = ["loadavg", "machine_info", "versions"]
+__all__ = ["binary_fingerprints", "loadavg", "machine_info", "versions"]
 
 
 def _output(argv: list[str], *, input: bytes | None = None, env: dict[str, str] | None = None,
-            cwd: Path | None = None) -> str:
-    """A program's stdout, or "" if it cannot run: version probes never fail the run."""
+            stderr: bool = False) -> str:
+    """A program's stdout (and stderr if asked), or "" if it cannot run: version probes never fail the run."""
     try:
-        done = subprocess.run(argv, input=input, env=env, cwd=cwd, capture_output=True, timeout=30, check=False)
+        done = subprocess.run(argv, input=input, env=env, capture_output=True, timeout=30, check=False)
     except OSError:
         return ""
-    return done.stdout.decode(errors="replace").strip()
+    return (done.stdout + (done.stderr if stderr else b"")).decode(errors="replace").strip()
 
 
 def loadavg() -> str:
@@ -88,6 +88,15 @@ def _dpkg_version(package: str) -> str:
     return _output(["dpkg-query", "-W", "-f", "${Version}", package])
 
 
+def binary_fingerprints(build_dir: Path) -> dict[str, str]:
+    """sha256 of diycd and diyc-init: tells whether a rebuild happened during the run."""
+    found = {}
+    for name in ("diycd", "diyc-init"):
+        path = build_dir / "server" / name
+        found[name] = _sha256(path) if path.exists() else ""
+    return found
+
+
 def versions(repo: Path, diycd: Path, cni_plugin: Path) -> dict[str, Any]:
     """diyc's commit and binary, runc, the CNI plugins (package and protocol), iproute2, Python."""
     cni_env = {"CNI_COMMAND": "VERSION", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
@@ -102,13 +111,14 @@ def versions(repo: Path, diycd: Path, cni_plugin: Path) -> dict[str, Any]:
         "diyc_dirty": bool(_output(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"])),
         "diycd_binary": str(diycd),
         "diycd_sha256": _sha256(diycd),
+        "diyc_init_sha256": _sha256(diycd.parent / "diyc-init"),
         "diycd_mtime": datetime.datetime.fromtimestamp(diycd.stat().st_mtime, datetime.timezone.utc)
         .isoformat(timespec="seconds"),
         "runc": runc.splitlines()[0].removeprefix("runc version ") if runc else "",
         "runc_version_full": runc,
         "runc_package": _dpkg_version("runc"),
         "cni_version": cni_version,
-        "cni_plugin_about": _output([str(cni_plugin), "--version"]),
+        "cni_plugin_about": _output([str(cni_plugin), "--version"], stderr=True),
         "cni_plugins_package": _dpkg_version("containernetworking-plugins"),
         "iproute2": _output(["ip", "-V"]),
         "python": platform.python_version(),
