@@ -55,6 +55,12 @@ class Node {
   absl::StatusOr<v1::Attachment> Attach(const v1::AttachContainerRequest& request);
   absl::Status Detach(const v1::DetachContainerRequest& request);
   absl::StatusOr<v1::ListAttachmentsResponse> ListAttachments(const v1::ListAttachmentsRequest& request);
+  // Detaches the keyed attachments of a network missing from request.valid.
+  absl::StatusOr<v1::CollectAttachmentsResponse> CollectAttachments(const v1::CollectAttachmentsRequest& request);
+
+  // Peers of a spanning network (node_peers.cc). Idempotent.
+  absl::StatusOr<v1::Network> AddPeer(const v1::AddPeerRequest& request);
+  absl::StatusOr<v1::Network> RemovePeer(const v1::RemovePeerRequest& request);
 
   // Every attachment whose target is the container `name`.
   absl::StatusOr<std::vector<v1::Attachment>> AttachmentsOfContainer(const std::string& name);

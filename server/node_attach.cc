@@ -355,3 +355,11 @@ absl::StatusOr<v1::ListAttachmentsResponse> Node::ListAttachments(const v1::List
 }
 
 }  // namespace diyc::server
+
+namespace diyc::server {
+
+absl::StatusOr<v1::CollectAttachmentsResponse> Node::CollectAttachments(const v1::CollectAttachmentsRequest&) {
+  return absl::UnimplementedError("CollectAttachments");
+}
+
+}  // namespace diyc::server

@@ -88,6 +88,31 @@ grpc::Status NodeService::ListAttachments(grpc::ServerContext*, const v1::ListAt
   return Reply(node_.ListAttachments(*req), resp);
 }
 
+grpc::Status NodeService::CollectAttachments(grpc::ServerContext*, const v1::CollectAttachmentsRequest* req,
+                                             v1::CollectAttachmentsResponse* resp) {
+  AuditLine audit("CollectAttachments", absl::StrCat("network=", netcore::Quote(req->network()), " valid=",
+                                                     req->valid_size()));
+  absl::StatusOr<v1::CollectAttachmentsResponse> result = node_.CollectAttachments(*req);
+  if (result.ok()) *resp = *result;
+  return audit.Done(result.status());
+}
+
+grpc::Status NodeService::AddPeer(grpc::ServerContext*, const v1::AddPeerRequest* req, v1::Network* resp) {
+  AuditLine audit("AddPeer", absl::StrCat("network=", netcore::Quote(req->network()), " peer=",
+                                          netcore::Quote(req->address())));
+  absl::StatusOr<v1::Network> result = node_.AddPeer(*req);
+  if (result.ok()) *resp = *result;
+  return audit.Done(result.status());
+}
+
+grpc::Status NodeService::RemovePeer(grpc::ServerContext*, const v1::RemovePeerRequest* req, v1::Network* resp) {
+  AuditLine audit("RemovePeer", absl::StrCat("network=", netcore::Quote(req->network()), " peer=",
+                                             netcore::Quote(req->address())));
+  absl::StatusOr<v1::Network> result = node_.RemovePeer(*req);
+  if (result.ok()) *resp = *result;
+  return audit.Done(result.status());
+}
+
 grpc::Status NodeService::Check(grpc::ServerContext*, const v1::CheckRequest*, v1::CheckResponse* resp) {
   return Reply(node_.Check(), resp);
 }

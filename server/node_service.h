@@ -28,6 +28,10 @@ class NodeService final : public v1::Node::Service {
                                v1::DetachContainerResponse* resp) override;
   grpc::Status ListAttachments(grpc::ServerContext* ctx, const v1::ListAttachmentsRequest* req,
                                v1::ListAttachmentsResponse* resp) override;
+  grpc::Status CollectAttachments(grpc::ServerContext* ctx, const v1::CollectAttachmentsRequest* req,
+                                  v1::CollectAttachmentsResponse* resp) override;
+  grpc::Status AddPeer(grpc::ServerContext* ctx, const v1::AddPeerRequest* req, v1::Network* resp) override;
+  grpc::Status RemovePeer(grpc::ServerContext* ctx, const v1::RemovePeerRequest* req, v1::Network* resp) override;
   grpc::Status Check(grpc::ServerContext* ctx, const v1::CheckRequest* req, v1::CheckResponse* resp) override;
   grpc::Status Repair(grpc::ServerContext* ctx, const v1::RepairRequest* req, v1::RepairResponse* resp) override;
   grpc::Status Probe(grpc::ServerContext* ctx, const v1::ProbeRequest* req, v1::ProbeResponse* resp) override;
