@@ -12,6 +12,7 @@ packages=(
   libgtest-dev libgmock-dev
   iproute2 iputils-ping busybox-static openssl
   containernetworking-plugins runc python3-matplotlib
+  golang-go golang-github-appc-cni-dev podman conmon
 )
 
 missing=()
