@@ -159,13 +159,16 @@ std::vector<std::string> ParseElements(absl::string_view line) {
   return elements;
 }
 
-void DiffBridgeSet(const nft::Ruleset& want, const Block* got, std::vector<std::string>& drift) {
-  const std::string set = absl::StrCat("set ", nft::kBridgeSet);
+// One named set against the elements the model wants in it. `what`
+// describes an element for the missing-element line ("bridge", "VXLAN peer").
+void DiffSet(absl::string_view name, absl::string_view type, absl::string_view what,
+             const std::vector<nft::SetElement>& want, const Block* got, std::vector<std::string>& drift) {
+  const std::string set = absl::StrCat("set ", name);
   if (got == nullptr) {
     drift.push_back(absl::StrCat(set, " is missing"));
     return;
   }
-  const std::string want_type = absl::StrCat("type ", nft::kBridgeSetType);
+  const std::string want_type = absl::StrCat("type ", type);
   bool has_type = false;
   std::vector<std::string> elements;
   for (const std::string& line : got->lines) {
@@ -178,10 +181,10 @@ void DiffBridgeSet(const nft::Ruleset& want, const Block* got, std::vector<std::
     }
   }
   if (!has_type) drift.push_back(absl::StrCat(set, " is not of ", Shown(want_type)));
-  for (const nft::BridgeElement& element : want.bridges) {
-    auto it = std::find(elements.begin(), elements.end(), element.bridge);
+  for (const nft::SetElement& element : want) {
+    auto it = std::find(elements.begin(), elements.end(), element.value);
     if (it == elements.end()) {
-      drift.push_back(absl::StrCat("bridge ", Quote(element.bridge), " (network ", Quote(element.network),
+      drift.push_back(absl::StrCat(what, " ", Quote(element.value), " (network ", Quote(element.network),
                                    ") is missing from ", set));
     } else {
       elements.erase(it);
@@ -205,13 +208,13 @@ std::string RuleOwner(absl::string_view rule) {
 void DiffChain(const nft::ChainSpec& spec, const nft::Ruleset& want, const Block* got,
                std::vector<std::string>& drift) {
   const std::string chain = absl::StrCat("chain ", spec.name);
-  if (got == nullptr) {
-    drift.push_back(absl::StrCat(chain, " is missing"));
-    return;
-  }
   std::vector<const nft::Rule*> expected;
   for (const nft::Rule& rule : want.rules) {
     if (rule.chain == spec.name) expected.push_back(&rule);
+  }
+  if (got == nullptr) {
+    if (!(spec.only_with_rules && expected.empty())) drift.push_back(absl::StrCat(chain, " is missing"));
+    return;
   }
   std::vector<bool> matched(expected.size(), false);
   bool has_declaration = false;
@@ -265,13 +268,27 @@ std::vector<std::string> DiffNftTable(absl::string_view table, const std::vector
     drift.push_back(absl::StrCat(table_label, " has unexpected ", Shown(line)));
   }
   const nft::Ruleset want = nft::BuildRuleset(networks);
-  DiffBridgeSet(want, FindBlock(got, "set", nft::kBridgeSet), drift);
+  DiffSet(nft::kBridgeSet, nft::kBridgeSetType, "bridge", want.bridges, FindBlock(got, "set", nft::kBridgeSet), drift);
+  for (const nft::PeerSet& set : want.peer_sets) {
+    const std::string name = nft::PeerSetName(set.port);
+    DiffSet(name, "ipv4_addr", "VXLAN peer", set.peers, FindBlock(got, "set", name), drift);
+  }
   for (const nft::ChainSpec& spec : nft::kChains) DiffChain(spec, want, FindBlock(got, "chain", spec.name), drift);
+  auto wanted_set = [&](absl::string_view name) {
+    return name == nft::kBridgeSet || std::any_of(want.peer_sets.begin(), want.peer_sets.end(), [&](const nft::PeerSet& s) {
+             return nft::PeerSetName(s.port) == name;
+           });
+  };
+  auto wanted_chain = [&](const Block& block) {
+    return std::any_of(std::begin(nft::kChains), std::end(nft::kChains), [&](const nft::ChainSpec& spec) {
+      return block.name == spec.name &&
+             (!spec.only_with_rules || std::any_of(want.rules.begin(), want.rules.end(), [&](const nft::Rule& r) {
+               return r.chain == spec.name;
+             }));
+    });
+  };
   for (const Block& block : got.blocks) {
-    const bool expected =
-        (block.kind == "set" && block.name == nft::kBridgeSet) ||
-        (block.kind == "chain" && std::any_of(std::begin(nft::kChains), std::end(nft::kChains),
-                                              [&](const nft::ChainSpec& spec) { return block.name == spec.name; }));
+    const bool expected = (block.kind == "set" && wanted_set(block.name)) || (block.kind == "chain" && wanted_chain(block));
     if (!expected) {
       drift.push_back(absl::StrCat("unexpected ", block.kind, " ", Shown(block.name), " in ", table_label));
     }

@@ -3,6 +3,7 @@
 #include "nft_ruleset.h"
 
 #include <algorithm>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -80,6 +81,15 @@ absl::Status ValidateFirewallNetwork(const FirewallNetwork& network) {
   if (network.subnet6) {
     DIYC_RETURN_IF_ERROR(ValidateSubnet(network.name, "subnet6", *network.subnet6, IpFamily::kV6));
   }
+  for (const IpAddress& peer : network.vxlan_peers) {
+    if (network.vxlan_port == 0) {
+      return absl::InvalidArgumentError(absl::StrCat("network ", Quote(network.name), " has peers but no VXLAN port"));
+    }
+    if (peer.family() != IpFamily::kV4) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("VXLAN peer ", peer.ToString(), " of network ", Quote(network.name), ": not IPv4"));
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -103,6 +113,8 @@ absl::Status ValidateFirewallNetworks(const std::vector<FirewallNetwork>& networ
 namespace nft {
 
 std::string NetworkComment(absl::string_view network) { return absl::StrCat("diyc:net:", network); }
+
+std::string PeerSetName(uint16_t port) { return absl::StrCat("vxlan_peers_", port); }
 
 // The forward rules are written so that no accept rule matches a packet a
 // drop rule matches (every accept excludes the diyc bridges on its far side,
@@ -145,6 +157,24 @@ Ruleset BuildRuleset(const std::vector<FirewallNetwork>& networks) {
           absl::StrCat("accept of replies into bridge ", shown));
     }
   }
+  // One set and one drop rule per VXLAN port, shared by the networks on it
+  // (the kernel demultiplexes by VNI only after the packet is accepted), and
+  // owned by the first of them.
+  std::map<uint16_t, const FirewallNetwork*> port_owner;
+  std::map<uint16_t, std::map<std::string, std::string>> port_peers;  // address -> network
+  for (const FirewallNetwork* network : sorted) {
+    if (network->vxlan_port == 0) continue;
+    port_owner.emplace(network->vxlan_port, network);
+    auto& peers = port_peers[network->vxlan_port];
+    for (const IpAddress& peer : network->vxlan_peers) peers.emplace(peer.ToString(), network->name);
+  }
+  for (const auto& [port, owner] : port_owner) {
+    PeerSet set{.port = port};
+    for (const auto& [address, network] : port_peers[port]) set.peers.push_back({address, network});
+    ruleset.peer_sets.push_back(std::move(set));
+    add("input", *owner, absl::StrCat("udp dport ", port, " ip saddr != @", PeerSetName(port), " drop"),
+        absl::StrCat("drop of VXLAN traffic to port ", port, " from non-peers"));
+  }
   for (const FirewallNetwork* network : sorted) {
     if (!network->nat || network->internal) continue;
     const std::string subnet = network->subnet.ToString();
@@ -166,15 +196,28 @@ std::string RenderNftRuleset(absl::string_view table, const std::vector<Firewall
 
   const nft::Ruleset ruleset = nft::BuildRuleset(networks);
   std::vector<std::string> elements;
-  for (const nft::BridgeElement& element : ruleset.bridges) {
-    elements.push_back(absl::StrCat("\"", element.bridge, "\""));
+  for (const nft::SetElement& element : ruleset.bridges) {
+    elements.push_back(absl::StrCat("\"", element.value, "\""));
   }
   absl::StrAppend(&script, "table inet ", table, " {\n",                     //
                   "\tset ", nft::kBridgeSet, " {\n",                         //
                   "\t\ttype ", nft::kBridgeSetType, "\n",                    //
                   "\t\telements = { ", absl::StrJoin(elements, ", "), " }\n",  //
                   "\t}\n");
+  for (const nft::PeerSet& set : ruleset.peer_sets) {
+    absl::StrAppend(&script, "\tset ", nft::PeerSetName(set.port), " {\n\t\ttype ipv4_addr\n");
+    if (!set.peers.empty()) {
+      std::vector<std::string> addresses;
+      for (const nft::SetElement& peer : set.peers) addresses.push_back(peer.value);
+      absl::StrAppend(&script, "\t\telements = { ", absl::StrJoin(addresses, ", "), " }\n");
+    }
+    absl::StrAppend(&script, "\t}\n");
+  }
   for (const nft::ChainSpec& chain : nft::kChains) {
+    if (chain.only_with_rules && std::none_of(ruleset.rules.begin(), ruleset.rules.end(),
+                                              [&](const nft::Rule& r) { return r.chain == chain.name; })) {
+      continue;
+    }
     absl::StrAppend(&script, "\tchain ", chain.name, " {\n\t\t", chain.declaration, "\n");
     for (const nft::Rule& rule : ruleset.rules) {
       if (rule.chain == chain.name) absl::StrAppend(&script, "\t\t", rule.text, "\n");

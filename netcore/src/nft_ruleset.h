@@ -21,13 +21,19 @@ struct ChainSpec {
   const char* name;
   // As `nft list` prints it (and as it is written): type, hook, priority, policy.
   const char* declaration;
+  // Made only while it has rules (the input chain exists for spanning networks).
+  bool only_with_rules = false;
 };
-// Policy accept on both: diyc must not change the fate of traffic that is not
+// Policy accept on all: diyc must not change the fate of traffic that is not
 // its own.
 inline constexpr ChainSpec kChains[] = {
     {"forward", "type filter hook forward priority filter; policy accept;"},
     {"postrouting", "type nat hook postrouting priority srcnat; policy accept;"},
+    {"input", "type filter hook input priority filter; policy accept;", true},
 };
+
+// "vxlan_peers_4789": the addresses VXLAN traffic to one UDP port may come from.
+std::string PeerSetName(uint16_t port);
 
 struct Rule {
   std::string chain;
@@ -39,13 +45,21 @@ struct Rule {
   std::string description;
 };
 
-struct BridgeElement {
-  std::string bridge;
+// An element of a named set and the network it is there for.
+struct SetElement {
+  std::string value;
   std::string network;
 };
 
+// The peers of every spanning network on one VXLAN port.
+struct PeerSet {
+  uint16_t port = 0;
+  std::vector<SetElement> peers;  // (address, network), sorted, unique addresses
+};
+
 struct Ruleset {
-  std::vector<BridgeElement> bridges;  // elements of kBridgeSet
+  std::vector<SetElement> bridges;  // elements of kBridgeSet
+  std::vector<PeerSet> peer_sets;      // by port
   std::vector<Rule> rules;             // in chain order, networks sorted by name
 };
 

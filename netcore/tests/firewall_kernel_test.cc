@@ -167,6 +167,39 @@ TEST_F(FirewallKernelTest, CheckReportsChangesMadeBehindItsBack) {
   EXPECT_THAT(Check(networks), IsEmpty());
 }
 
+TEST_F(FirewallKernelTest, VxlanPortsAcceptOnlyPeers) {
+  FirewallNetwork span = Net("span", "dbr-span", "10.41.3.0/24");
+  span.vxlan_port = 4789;
+  span.vxlan_peers = {*IpAddress::Parse("192.0.2.12"), *IpAddress::Parse("192.0.2.11")};
+  FirewallNetwork lonely = Net("lonely", "dbr-lonely", "10.41.4.0/24");
+  lonely.vxlan_port = 4790;  // no peers yet: everything to its port is dropped
+  FirewallNetwork span2 = Net("span2", "dbr-span2", "10.41.5.0/24");
+  span2.vxlan_port = 4789;
+  span2.vxlan_peers = {*IpAddress::Parse("192.0.2.11"), *IpAddress::Parse("192.0.2.13")};
+  const std::vector<FirewallNetwork> networks = {span, lonely, span2, Net("plain", "dbr-plain", "10.41.6.0/24")};
+  ASSERT_TRUE(firewall_->Apply(networks).ok());
+  EXPECT_THAT(Check(networks), IsEmpty()) << Listing();
+  const std::string listing = Listing();
+  EXPECT_EQ(Count(listing, "udp dport 4789 ip saddr != @vxlan_peers_4789 drop"), 1);
+  EXPECT_EQ(Count(listing, "udp dport 4790 ip saddr != @vxlan_peers_4790 drop"), 1);
+  EXPECT_EQ(Count(listing, "chain input"), 1);
+
+  // A peer taken out behind diyc's back, and one added.
+  ASSERT_TRUE(RunNft(&a_, absl::StrCat("delete element inet ", table_, " vxlan_peers_4789 { 192.0.2.12 }\n",
+                                       "add element inet ", table_, " vxlan_peers_4790 { 198.51.100.1 }"))
+                  .ok());
+  EXPECT_THAT(Check(networks), ElementsAre("VXLAN peer '192.0.2.12' (network 'span') is missing from set vxlan_peers_4789",
+                                           "set vxlan_peers_4790 has unexpected element '198.51.100.1'"));
+  ASSERT_TRUE(firewall_->Apply(networks).ok());
+  EXPECT_THAT(Check(networks), IsEmpty());
+
+  // Without spanning networks the input chain and the sets go.
+  ASSERT_TRUE(firewall_->Apply({Net("plain", "dbr-plain", "10.41.6.0/24")}).ok());
+  EXPECT_THAT(Listing(), Not(HasSubstr("chain input")));
+  EXPECT_THAT(Listing(), Not(HasSubstr("vxlan_peers")));
+  EXPECT_THAT(Check({Net("plain", "dbr-plain", "10.41.6.0/24")}), IsEmpty());
+}
+
 TEST_F(FirewallKernelTest, EmptyApplyRemovesTheTableAndNothingElse) {
   const std::string other = absl::StrCat(table_, "_other");
   ASSERT_TRUE(RunNft(&a_, absl::StrCat("add table inet ", other, "\nadd chain inet ", other, " c")).ok());

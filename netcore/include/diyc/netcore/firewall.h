@@ -23,6 +23,11 @@ struct FirewallNetwork {
   std::optional<IpPrefix> subnet6;
   bool nat = true;        // masquerade IPv4 traffic leaving the network (not for internal)
   bool internal = false;  // nothing enters or leaves the network except between its own members
+  // A network spanning nodes over VXLAN: UDP to this port is accepted only
+  // from the peers of the networks using it (VXLAN has no authentication;
+  // anyone else could inject frames, and a removed peer could keep talking).
+  uint16_t vxlan_port = 0;  // 0: node-local network
+  std::vector<IpAddress> vxlan_peers;  // IPv4
 };
 
 // The kernel-facing firewall of diyc's networks. Implementations are
