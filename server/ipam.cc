@@ -1,5 +1,7 @@
 #include "ipam.h"
 
+#include <algorithm>
+
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -60,7 +62,8 @@ IpAddress AddressAt(const IpPrefix& subnet, uint32_t offset) {
   return IpAddress::FromBytes(netcore::IpFamily::kV6, bytes);
 }
 
-absl::StatusOr<Ipam> Ipam::Create(const IpPrefix& subnet, const IpAddress& gateway) {
+absl::StatusOr<Ipam> Ipam::Create(const IpPrefix& subnet, const IpAddress& gateway,
+                                  const std::optional<IpPrefix>& range) {
   DIYC_RETURN_IF_ERROR(ValidateSubnet(subnet));
   const uint32_t base = subnet.address().v4();
   const uint32_t size = uint32_t{1} << (32 - subnet.prefix_len());
@@ -72,12 +75,31 @@ absl::StatusOr<Ipam> Ipam::Create(const IpPrefix& subnet, const IpAddress& gatew
     return absl::InvalidArgumentError(
         absl::StrCat("gateway ", gateway.ToString(), " is the network or broadcast address of ", subnet.ToString()));
   }
-  return Ipam(base, size, offset);
+  uint32_t first = 1, last = size - 2;
+  if (range) {
+    if (!range->address().is_v4() || !(range->Network() == *range) || range->prefix_len() < subnet.prefix_len() ||
+        !subnet.Contains(range->address())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("ip_range ", range->ToString(), " is not a network inside subnet ", subnet.ToString()));
+    }
+    const uint32_t range_first = range->address().v4() - base;
+    const uint32_t range_size = uint32_t{1} << (32 - range->prefix_len());
+    first = std::max<uint32_t>(first, range_first);
+    last = std::min<uint32_t>(last, range_first + range_size - 1);
+    const uint32_t usable = last >= first ? last - first + 1 - (offset >= first && offset <= last ? 1 : 0) : 0;
+    if (usable == 0) {
+      return absl::InvalidArgumentError(absl::StrCat("ip_range ", range->ToString(), " holds no assignable address"));
+    }
+  }
+  return Ipam(base, size, offset, first, last);
 }
 
-Ipam::Ipam(uint32_t base, uint32_t size, uint32_t gateway_offset)
-    : base_(base), size_(size), gateway_offset_(gateway_offset), taken_(size, false) {
+Ipam::Ipam(uint32_t base, uint32_t size, uint32_t gateway_offset, uint32_t first, uint32_t last)
+    : base_(base), size_(size), gateway_offset_(gateway_offset), first_(first), last_(last), taken_(size, false),
+      cursor_(first) {
   taken_[0] = taken_[size - 1] = taken_[gateway_offset] = true;
+  for (uint32_t offset = first; offset <= last; ++offset) capacity_ += taken_[offset] ? 0 : 1;
+  free_in_range_ = capacity_;
 }
 
 absl::Status Ipam::CheckAssignable(const IpAddress& address) const {
@@ -92,15 +114,16 @@ absl::Status Ipam::CheckAssignable(const IpAddress& address) const {
 }
 
 absl::StatusOr<IpAddress> Ipam::Allocate() {
-  if (used_ >= capacity()) {
+  if (free_in_range_ == 0) {
     return absl::ResourceExhaustedError(absl::StrCat("no free address left (", capacity(), " in use)"));
   }
-  for (uint32_t scanned = 0; scanned < size_; ++scanned) {
+  for (uint32_t scanned = first_; scanned <= last_; ++scanned) {
     uint32_t offset = cursor_;
-    cursor_ = cursor_ + 1 >= size_ ? 1 : cursor_ + 1;
+    cursor_ = cursor_ + 1 > last_ ? first_ : cursor_ + 1;
     if (!taken_[offset]) {
       taken_[offset] = true;
       ++used_;
+      --free_in_range_;
       return IpAddress::FromV4(base_ + offset);
     }
   }
@@ -113,6 +136,7 @@ absl::Status Ipam::Reserve(const IpAddress& address) {
   if (taken_[offset]) return absl::AlreadyExistsError(absl::StrCat("address ", address.ToString(), " is already in use"));
   taken_[offset] = true;
   ++used_;
+  if (InRange(offset)) --free_in_range_;
   return absl::OkStatus();
 }
 
@@ -122,6 +146,7 @@ void Ipam::Release(const IpAddress& address) {
   if (taken_[offset]) {
     taken_[offset] = false;
     --used_;
+    if (InRange(offset)) ++free_in_range_;
   }
 }
 

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -18,10 +19,15 @@ namespace diyc::server {
 class Ipam {
  public:
   // subnet: an IPv4 network of prefix length 8..30; gateway inside it.
-  static absl::StatusOr<Ipam> Create(const netcore::IpPrefix& subnet, const netcore::IpAddress& gateway);
+  // range: the part of the subnet Allocate() hands out (a node's share of a
+  // network that spans nodes); default the whole subnet.
+  static absl::StatusOr<Ipam> Create(const netcore::IpPrefix& subnet, const netcore::IpAddress& gateway,
+                                     const std::optional<netcore::IpPrefix>& range = std::nullopt);
 
+  // RESOURCE_EXHAUSTED when the range is full.
   absl::StatusOr<netcore::IpAddress> Allocate();
-  // A specific address: INVALID_ARGUMENT outside the subnet or reserved,
+  // A specific address anywhere in the subnet, range or not (the caller
+  // chose it): INVALID_ARGUMENT outside the subnet or reserved,
   // ALREADY_EXISTS when taken.
   absl::Status Reserve(const netcore::IpAddress& address);
   void Release(const netcore::IpAddress& address);
@@ -29,19 +35,24 @@ class Ipam {
   // Host offset of an address inside the subnet (gateway .1 is 1).
   uint32_t Offset(const netcore::IpAddress& address) const { return address.v4() - base_; }
   size_t used() const { return used_; }
-  // Addresses that can be handed out at all.
-  size_t capacity() const { return size_ - 3; }
+  // Addresses Allocate() can hand out at all.
+  size_t capacity() const { return capacity_; }
 
  private:
-  Ipam(uint32_t base, uint32_t size, uint32_t gateway_offset);
+  Ipam(uint32_t base, uint32_t size, uint32_t gateway_offset, uint32_t first, uint32_t last);
+  bool InRange(uint32_t offset) const { return offset >= first_ && offset <= last_; }
   absl::Status CheckAssignable(const netcore::IpAddress& address) const;
 
   uint32_t base_;
   uint32_t size_;
   uint32_t gateway_offset_;
+  uint32_t first_;  // offsets Allocate() may return, inclusive
+  uint32_t last_;
   std::vector<bool> taken_;
-  uint32_t cursor_ = 1;
+  uint32_t cursor_;
   size_t used_ = 0;
+  size_t capacity_ = 0;
+  size_t free_in_range_ = 0;
 };
 
 // Validates an IPv4 subnet for a bridge network: network address exact,

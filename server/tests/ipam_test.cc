@@ -31,6 +31,32 @@ TEST(Ipam, HandsOutEveryHostOnceAndNeverReservedOnes) {
   EXPECT_EQ(ipam.Allocate()->ToString(), "10.9.0.4");
 }
 
+TEST(Ipam, RangeLimitsAllocationButNotStaticAddresses) {
+  absl::StatusOr<Ipam> ipam =
+      Ipam::Create(*IpPrefix::Parse("10.9.0.0/24"), *IpAddress::Parse("10.9.0.65"), *IpPrefix::Parse("10.9.0.64/29"));
+  ASSERT_TRUE(ipam.ok()) << ipam.status();
+  EXPECT_EQ(ipam->capacity(), 7u);  // .64 .. .71 less the gateway .65
+  std::set<std::string> seen;
+  for (int i = 0; i < 7; ++i) seen.insert(ipam->Allocate()->ToString());
+  EXPECT_EQ(seen, (std::set<std::string>{"10.9.0.64", "10.9.0.66", "10.9.0.67", "10.9.0.68", "10.9.0.69",
+                                         "10.9.0.70", "10.9.0.71"}));
+  EXPECT_EQ(ipam->Allocate().status().code(), absl::StatusCode::kResourceExhausted);
+  // Another node's share is still the caller's to choose explicitly.
+  EXPECT_TRUE(ipam->Reserve(*IpAddress::Parse("10.9.0.200")).ok());
+  ipam->Release(*IpAddress::Parse("10.9.0.200"));
+  EXPECT_EQ(ipam->Allocate().status().code(), absl::StatusCode::kResourceExhausted);
+  ipam->Release(*IpAddress::Parse("10.9.0.70"));
+  EXPECT_EQ(ipam->Allocate()->ToString(), "10.9.0.70");
+
+  for (const char* bad : {"10.9.1.0/29", "10.9.0.0/23", "10.9.0.66/29", "10.9.0.255/32"}) {
+    EXPECT_EQ(Ipam::Create(*IpPrefix::Parse("10.9.0.0/24"), *IpAddress::Parse("10.9.0.1"), *IpPrefix::Parse(bad))
+                  .status()
+                  .code(),
+              absl::StatusCode::kInvalidArgument)
+        << bad;
+  }
+}
+
 TEST(Ipam, StaticAddresses) {
   Ipam ipam = Make("10.9.0.0/24", "10.9.0.1");
   EXPECT_TRUE(ipam.Reserve(*IpAddress::Parse("10.9.0.50")).ok());
