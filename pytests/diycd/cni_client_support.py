@@ -143,7 +143,9 @@ class PrivateVar:
         work.mkdir()
         script = (f"mount -t overlay diyc-private-var -o lowerdir=/var,upperdir={self.upper},workdir={work} /var"
                   " && mount -t tmpfs -o mode=1777 diyc-private-shm /dev/shm && echo ready && exec sleep infinity")
-        self._holder = subprocess.Popen(["unshare", "--mount", "--propagation", "unchanged", "--", "sh", "-c", script],
+        # setpriv: the holder dies with the test process, however that ends.
+        self._holder = subprocess.Popen(["setpriv", "--pdeathsig", "KILL", "--", "unshare", "--mount", "--propagation",
+                                         "unchanged", "--", "sh", "-c", script],
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert self._holder.stdout is not None
         if self._holder.stdout.readline().strip() != "ready":

@@ -104,16 +104,17 @@ def test_cnitool_add_check_del(cni: CniTool, diycd: DiycdProcess, client: Client
 
     first = address_of(cni.add(network, ns1.name))
     second = address_of(cni.add(network, ns2.name))
-    assert cni.plugins.take_verbs() == ["ADD", "ADD"]
+    adds = cni.plugins.take_calls()
+    assert [call.command for call in adds] == ["ADD", "ADD"]
     assert first != second and first.network == second.network
     assert_reachable(ns1, str(second.ip))
     assert_reachable(ns2, str(first.ip))
 
     # Visible through diycd: keyed by the container id cnitool derives from the netns path.
     attachments = {a.key: a for a in client.list_attachments(network)}
-    calls = {call.netns: call for call in cni.plugins.calls()}
-    assert set(attachments) == {call.container_id for call in calls.values()}
-    attached = attachments[calls[f"/run/netns/{ns1.name}"].container_id]
+    container_ids = {call.netns: call.container_id for call in adds}
+    assert set(attachments) == set(container_ids.values())
+    attached = attachments[container_ids[f"/run/netns/{ns1.name}"]]
     assert (attached.ifname, attached.ip) == ("eth0", str(first))
 
     cni.run("check", network, ns1.name)
