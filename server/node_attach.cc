@@ -2,6 +2,8 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <set>
+#include <utility>
 #include <tuple>
 
 #include "absl/cleanup/cleanup.h"
@@ -176,6 +178,11 @@ absl::StatusOr<v1::Attachment> Node::Attach(const v1::AttachContainerRequest& re
         return absl::AlreadyExistsError(absl::StrCat(target.Label(), " is already attached to network ",
                                                      Quote(request.network()), " as ", Quote(ifname)));
       }
+      if (!request.key().empty() && o.network() == request.network() && o.key() == request.key() &&
+          o.ifname() == ifname) {
+        return absl::AlreadyExistsError(absl::StrCat("network ", Quote(request.network()), " already has an attachment ",
+                                                     "with key ", Quote(request.key()), " and ifname ", Quote(ifname)));
+      }
     }
     if (network.attachments >= kMaxBridgePorts) {
       return absl::ResourceExhaustedError(absl::StrCat("bridge ", Quote(network.network.bridge()), " has ",
@@ -197,6 +204,7 @@ absl::StatusOr<v1::Attachment> Node::Attach(const v1::AttachContainerRequest& re
     a.set_network(request.network());
     SetTarget(target, &a);
     a.set_ifname(ifname);
+    a.set_key(request.key());
     a.set_ip(IpPrefix(ip, network.subnet.prefix_len()).ToString());
     a.set_gateway(network.network.gateway());
     if (network.subnet6) {
@@ -269,15 +277,16 @@ absl::Status Node::Unwire(const std::string& host_ifname) {
 }
 
 absl::Status Node::Detach(const v1::DetachContainerRequest& request) {
-  DIYC_RETURN_IF_ERROR(ValidateObjectName("network", request.network()));
+  DIYC_RETURN_IF_ERROR(ValidateDetachRequest(request));
   const Target target = TargetOf(request);
-  DIYC_RETURN_IF_ERROR(ValidateTarget(target));
   const std::string ifname = request.ifname().empty() ? kDefaultIfName : request.ifname();
-  DIYC_RETURN_IF_ERROR(netcore::ValidateIfName(ifname));
   // The namespace may be gone already; then the target as recorded matches.
+  // A key names the attachment by itself: no namespace needs opening.
   std::optional<NsIdentity> identity;
-  if (absl::StatusOr<netcore::Netns> ns = OpenTarget(target, options_.containers); ns.ok()) {
-    if (absl::StatusOr<NsIdentity> id = IdentityOf(*ns); id.ok()) identity = *id;
+  if (request.key().empty()) {
+    if (absl::StatusOr<netcore::Netns> ns = OpenTarget(target, options_.containers); ns.ok()) {
+      if (absl::StatusOr<NsIdentity> id = IdentityOf(*ns); id.ok()) identity = *id;
+    }
   }
 
   std::string host_ifname;
@@ -291,6 +300,10 @@ absl::Status Node::Detach(const v1::DetachContainerRequest& request) {
       for (auto& [name, state] : attachments_) {
         const v1::Attachment& a = state.record.attachment();
         if (a.network() != request.network() || a.ifname() != ifname) continue;
+        if (!request.key().empty()) {
+          if (a.key() == request.key()) return &state;
+          continue;
+        }
         if (identity ? SameNamespace(state.record, *identity) : TargetOf(a) == target) return &state;
       }
       return nullptr;
@@ -333,6 +346,7 @@ absl::StatusOr<std::vector<v1::Attachment>> Node::AttachmentsOfContainer(const s
 
 absl::StatusOr<v1::ListAttachmentsResponse> Node::ListAttachments(const v1::ListAttachmentsRequest& request) {
   if (!request.network().empty()) DIYC_RETURN_IF_ERROR(ValidateObjectName("network", request.network()));
+  if (!request.key().empty()) DIYC_RETURN_IF_ERROR(ValidateAttachmentKey(request.key()));
   if (request.page_size() < 0) return absl::InvalidArgumentError("page_size must not be negative");
   const int page_size = request.page_size() == 0 ? 100 : std::min(request.page_size(), 1000);
   v1::ListAttachmentsResponse response;
@@ -345,6 +359,7 @@ absl::StatusOr<v1::ListAttachmentsResponse> Node::ListAttachments(const v1::List
     const v1::Attachment& a = it->second.record.attachment();
     if (it->second.phase != AttachPhase::kReady) continue;
     if (!request.network().empty() && a.network() != request.network()) continue;
+    if (!request.key().empty() && a.key() != request.key()) continue;
     if (response.attachments_size() == page_size) {
       response.set_next_page_token(response.attachments(page_size - 1).host_ifname());
       break;
@@ -354,12 +369,38 @@ absl::StatusOr<v1::ListAttachmentsResponse> Node::ListAttachments(const v1::List
   return response;
 }
 
-}  // namespace diyc::server
-
-namespace diyc::server {
-
-absl::StatusOr<v1::CollectAttachmentsResponse> Node::CollectAttachments(const v1::CollectAttachmentsRequest&) {
-  return absl::UnimplementedError("CollectAttachments");
+absl::StatusOr<v1::CollectAttachmentsResponse> Node::CollectAttachments(const v1::CollectAttachmentsRequest& request) {
+  DIYC_RETURN_IF_ERROR(ValidateCollectRequest(request));
+  std::set<std::pair<std::string, std::string>> valid;  // (key, ifname)
+  for (const v1::CollectAttachmentsRequest::Valid& v : request.valid()) {
+    valid.emplace(v.key(), v.ifname().empty() ? kDefaultIfName : v.ifname());
+  }
+  std::vector<v1::Attachment> stale;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!networks_.count(request.network())) {
+      return absl::NotFoundError(absl::StrCat("network ", Quote(request.network()), " not found"));
+    }
+    for (const auto& [host_ifname, state] : attachments_) {
+      const v1::Attachment& a = state.record.attachment();
+      // Attachments still being made belong to an ADD under way, which the
+      // caller cannot have listed yet: never collect those.
+      if (a.network() != request.network() || a.key().empty() || state.phase != AttachPhase::kReady) continue;
+      if (!valid.count({a.key(), a.ifname()})) stale.push_back(a);
+    }
+  }
+  // Each is detached by its key, which waits for and tolerates a concurrent
+  // detach of the same attachment.
+  v1::CollectAttachmentsResponse response;
+  for (const v1::Attachment& a : stale) {
+    v1::DetachContainerRequest detach;
+    detach.set_network(a.network());
+    detach.set_key(a.key());
+    detach.set_ifname(a.ifname());
+    DIYC_RETURN_IF_ERROR(netcore::Annotate(Detach(detach), absl::StrCat("collect attachment with key ", Quote(a.key()))));
+    *response.add_detached() = a;
+  }
+  return response;
 }
 
 }  // namespace diyc::server

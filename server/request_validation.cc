@@ -22,6 +22,7 @@ constexpr char kDefaultIfName[] = "eth0";
 constexpr int64_t kMinMemory = 6 << 20;  // below this a container cannot even start its shell
 constexpr size_t kMaxArgBytes = 128 << 10;
 constexpr size_t kMaxCommandBytes = 1 << 20;
+constexpr size_t kMaxKeyBytes = 255;
 
 absl::Status ValidateHostname(absl::string_view hostname) {
   bool ok = !hostname.empty() && hostname.size() <= 64 && hostname.front() != '-' && hostname.front() != '.';
@@ -100,12 +101,48 @@ absl::Status ValidateAttachRequest(const v1::AttachContainerRequest& request) {
   DIYC_RETURN_IF_ERROR(ValidateTarget(TargetOf(request)));
   DIYC_RETURN_IF_ERROR(netcore::ValidateIfName(request.ifname().empty() ? kDefaultIfName : request.ifname()));
   if (!request.ip().empty()) DIYC_RETURN_IF_ERROR(IpAddress::Parse(request.ip()).status());
+  if (!request.key().empty()) DIYC_RETURN_IF_ERROR(ValidateAttachmentKey(request.key()));
   if (!request.mac().empty()) {
     DIYC_RETURN_IF_ERROR(netcore::ValidateMac(request.mac()));
     // The low bit of the first octet marks multicast: no interface may use it.
     if (HexDigit(request.mac()[1]) & 1) {
       return absl::InvalidArgumentError(absl::StrCat("mac ", Quote(request.mac()), " is a multicast address"));
     }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateAttachmentKey(absl::string_view key) {
+  auto bad = [&](absl::string_view rule) {
+    return absl::InvalidArgumentError(absl::StrCat("invalid attachment key ", Quote(key), ": ", rule));
+  };
+  auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); };
+  if (key.empty()) return bad("must not be empty");
+  if (key.size() > kMaxKeyBytes) return bad("longer than 255 characters");
+  if (!alnum(key[0])) return bad("must start with a letter or digit");
+  for (char c : key) {
+    if (!alnum(c) && c != '_' && c != '.' && c != '-') return bad("only letters, digits, '_', '.' and '-' are allowed");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateDetachRequest(const v1::DetachContainerRequest& request) {
+  DIYC_RETURN_IF_ERROR(ValidateObjectName("network", request.network()));
+  const Target target = TargetOf(request);
+  if (!request.key().empty()) {
+    DIYC_RETURN_IF_ERROR(ValidateAttachmentKey(request.key()));
+    if (target.kind != Target::Kind::kNone) DIYC_RETURN_IF_ERROR(ValidateTarget(target));
+  } else {
+    DIYC_RETURN_IF_ERROR(ValidateTarget(target));
+  }
+  return netcore::ValidateIfName(request.ifname().empty() ? kDefaultIfName : request.ifname());
+}
+
+absl::Status ValidateCollectRequest(const v1::CollectAttachmentsRequest& request) {
+  DIYC_RETURN_IF_ERROR(ValidateObjectName("network", request.network()));
+  for (const v1::CollectAttachmentsRequest::Valid& valid : request.valid()) {
+    DIYC_RETURN_IF_ERROR(ValidateAttachmentKey(valid.key()));
+    DIYC_RETURN_IF_ERROR(netcore::ValidateIfName(valid.ifname().empty() ? kDefaultIfName : valid.ifname()));
   }
   return absl::OkStatus();
 }

@@ -9,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "diyc/netcore/firewall.h"
 #include "diyc/netcore/ip.h"
 #include "diyc/v1/container.pb.h"
@@ -44,6 +45,23 @@ netcore::FirewallNetwork FirewallNetworkOf(const NetworkPlan& plan);
 // AttachContainerRequest (the static address is checked against the
 // network's subnet later, under the node's lock).
 absl::Status ValidateAttachRequest(const v1::AttachContainerRequest& request);
+
+// An attachment key (a CNI runtime's container id, see Attachment.key),
+// as the CNI specification defines a container id: an alphanumeric first
+// character, then letters, digits, '_', '.' and '-'; at most 255 bytes here
+// (the spec sets no limit; ours keeps records and log lines bounded).
+absl::Status ValidateAttachmentKey(absl::string_view key);
+
+// A VXLAN peer: an IPv4 unicast address that is not `local`.
+absl::StatusOr<netcore::IpAddress> ParseVxlanPeer(absl::string_view address,
+                                                  const std::optional<netcore::IpAddress>& local);
+
+// Network, key (ValidateAttachmentKey) and ifname of a DetachContainerRequest;
+// the target is optional when a key is given.
+absl::Status ValidateDetachRequest(const v1::DetachContainerRequest& request);
+
+// Network and each (key, ifname) of a CollectAttachmentsRequest.
+absl::Status ValidateCollectRequest(const v1::CollectAttachmentsRequest& request);
 
 // Command, environment, workdir, hostname, limits, networks, container name
 // (empty: one is generated) and image name of a RunContainerRequest.

@@ -26,7 +26,7 @@ from __future__ import annotations
 import errno
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Generic, TypeAlias, TypeVar
 
@@ -288,15 +288,17 @@ class Client:
         ip: str | None = None,
         ifname: str | None = None,
         mac: str | None = None,
+        key: str | None = None,
     ) -> network_pb2.Attachment:
         """Joins one namespace (by name, path, pid or container) to a network.
 
         ``ip`` is a static address inside the subnet, without prefix length;
-        by default diycd allocates one.
+        by default diycd allocates one. ``key`` is the caller's own name for
+        the attachment (a CNI container id), unique per network with ifname.
         """
         target = _target_fields(netns=netns, netns_path=netns_path, pid=pid, container=container, what="attach")
         request = network_pb2.AttachContainerRequest(
-            network=network, ifname=ifname or "", ip=ip or "", mac=mac or "", **target)
+            network=network, ifname=ifname or "", ip=ip or "", mac=mac or "", key=key or "", **target)
         return self._call(self._stub.AttachContainer, request)
 
     def detach(
@@ -308,20 +310,36 @@ class Client:
         pid: int | None = None,
         container: str | None = None,
         ifname: str | None = None,
+        key: str | None = None,
     ) -> None:
-        """Undoes an attach; detaching what is not attached succeeds."""
-        target = _target_fields(netns=netns, netns_path=netns_path, pid=pid, container=container, what="detach")
-        request = network_pb2.DetachContainerRequest(network=network, ifname=ifname or "", **target)
+        """Undoes an attach; detaching what is not attached succeeds.
+
+        With ``key`` no target is needed: the attachment made with that key
+        and ifname is detached, even after its namespace is gone.
+        """
+        target = _target_fields(netns=netns, netns_path=netns_path, pid=pid, container=container, what="detach",
+                                required=key is None)
+        request = network_pb2.DetachContainerRequest(network=network, ifname=ifname or "", key=key or "", **target)
         self._call(self._stub.DetachContainer, request)
 
-    def list_attachments(self, network: str | None = None, *, page_size: int = 0) -> list[network_pb2.Attachment]:
-        """Every attachment (of one network, or of all), fetched page by page."""
+    def list_attachments(self, network: str | None = None, *, page_size: int = 0,
+                         key: str | None = None) -> list[network_pb2.Attachment]:
+        """Every attachment (of one network, or of all; only those with ``key``), fetched page by page."""
         attachments: list[network_pb2.Attachment] = []
         for page in self._pages(lambda token: self._call(
                 self._stub.ListAttachments,
-                network_pb2.ListAttachmentsRequest(network=network or "", page_size=page_size, page_token=token))):
+                network_pb2.ListAttachmentsRequest(network=network or "", page_size=page_size, page_token=token,
+                                                   key=key or ""))):
             attachments.extend(page.attachments)
         return attachments
+
+    def collect_attachments(self, network: str,
+                            valid: Iterable[tuple[str, str]] = ()) -> list[network_pb2.Attachment]:
+        """Detaches the keyed attachments of ``network`` not in ``valid`` ((key, ifname) pairs); returns them."""
+        request = network_pb2.CollectAttachmentsRequest(
+            network=network,
+            valid=[network_pb2.CollectAttachmentsRequest.Valid(key=key, ifname=ifname) for key, ifname in valid])
+        return list(self._call(self._stub.CollectAttachments, request).detached)
 
     # -- diagnostics
 
