@@ -42,6 +42,8 @@ std::string DefaultBridgeName(absl::string_view network) {
   return absl::StrFormat("diyc-%010x", Fnv1a(network) & 0xffffffffffull);
 }
 
+std::string VxlanDeviceName(uint32_t vxlan_id) { return absl::StrCat("dvx", vxlan_id); }
+
 std::string NewHostVethName() {
   uint64_t bits = 0;
   if (getrandom(&bits, sizeof(bits), 0) != sizeof(bits)) {

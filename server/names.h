@@ -1,6 +1,7 @@
 // Names diycd accepts from clients and the kernel names it derives from them.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 #include "absl/status/status.h"
@@ -14,6 +15,10 @@ absl::Status ValidateObjectName(absl::string_view kind, absl::string_view name);
 
 // "diyc-NAME" when that fits in 15 bytes, else "diyc-" + a hash of the name.
 std::string DefaultBridgeName(absl::string_view network);
+
+// The VXLAN link of a spanning network: "dvx" + the VXLAN id (at most 11
+// bytes). One VXLAN id per node is one network, so it cannot collide.
+std::string VxlanDeviceName(uint32_t vxlan_id);
 
 // A fresh host-side veth name: "dv" + 13 random hex digits (15 bytes), so
 // names never collide across networks, restarts or concurrent attaches.

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -15,12 +16,14 @@
 #include "absl/strings/string_view.h"
 #include "diyc/netcore/firewall.h"
 #include "diyc/netcore/ip.h"
+#include "diyc/netcore/nl_socket.h"
 #include "diyc/v1/events.pb.h"
 #include "diyc/v1/network.pb.h"
 #include "diyc/v1/state.pb.h"
 #include "events.h"
 #include "ipam.h"
 #include "link_reaper.h"
+#include "request_validation.h"
 #include "store.h"
 #include "target.h"
 
@@ -97,12 +100,34 @@ class Node {
   // Returns the bridge's ifindex.
   absl::StatusOr<int> MakeNetworkKernelObjects(const NetworkState& state);
   absl::Status ApplyFirewall();
-  absl::Status CheckHostConflicts(const netcore::IpPrefix& subnet, const std::string& bridge);
+  static netcore::FirewallNetwork FirewallRulesOf(const NetworkState& state);
+  absl::Status CheckHostConflicts(const NetworkState& planned);
   v1::Network Snapshot(const NetworkState& state) const;
+  // A new network: the request checked and completed against the host.
   absl::StatusOr<NetworkState> PlanNetwork(const v1::CreateNetworkRequest& request);
+  // A recorded network, exactly as recorded.
+  absl::StatusOr<NetworkState> StateFromRecord(const v1::Network& recorded);
+  static NetworkState StateFromPlan(const NetworkPlan& plan, Ipam ipam);
+  struct Underlay {
+    netcore::IpAddress local;
+    std::string device;
+    uint32_t mtu = 0;
+  };
+  static absl::StatusOr<Underlay> ResolveUnderlay(netcore::NlSocket& host, const NetworkPlan::Vxlan& vxlan);
+
+  // Spanning networks (node_peers.cc): makes the VXLAN port of the bridge,
+  // or puts an existing one of ours back on it, with every peer's flooding
+  // entry. No-op for a node-local network.
+  absl::Status EnsureVxlan(const NetworkState& state, int bridge_index);
+  // Serialises peer changes, so records and the kernel agree.
+  std::mutex peers_mu_;
 
   // Check and Repair (node_check.cc).
   absl::StatusOr<v1::RepairResponse> Inspect(bool repair);
+  // Receives each drift found, what was done about it and how that went.
+  using DriftSink = std::function<void(v1::Drift, absl::Status, absl::string_view)>;
+  void InspectVxlan(netcore::NlSocket& host, const NetworkState& state, int bridge_index, const DriftSink& found,
+                    bool repair);
 
   // Attachments (node_attach.cc).
   absl::Status WireAttachment(const NetworkState& network, const netcore::Netns& ns, v1::Attachment* attachment);

@@ -10,6 +10,7 @@
 #include "diyc/netcore/link.h"
 #include "diyc/netcore/status_macros.h"
 #include "diyc/netcore/sysctl.h"
+#include "diyc/netcore/vxlan.h"
 #include "host_socket.h"
 #include "names.h"
 #include "node.h"
@@ -33,9 +34,39 @@ v1::Drift MakeDrift(v1::Drift::Kind kind, const std::string& network, const std:
 
 }  // namespace
 
+void Node::InspectVxlan(netcore::NlSocket& host, const NetworkState& state, int bridge_index, const DriftSink& found,
+                        bool repair) {
+  const std::string& name = state.network.name();
+  const std::string& device = state.network.vxlan().device();
+  absl::StatusOr<std::optional<netcore::LinkInfo>> link = netcore::FindLink(host, device);
+  if (!link.ok()) return;
+  if (!link->has_value() || (*link)->master_index != bridge_index || !(*link)->up) {
+    found(MakeDrift(v1::Drift::VXLAN_MISSING, name, "",
+                    absl::StrCat("VXLAN link ", Quote(device), link->has_value() ? " is down or off its bridge"
+                                                                                  : " is missing")),
+          repair ? EnsureVxlan(state, bridge_index) : absl::OkStatus(),
+          absl::StrCat("restored VXLAN link ", Quote(device), " with its peers"));
+    return;
+  }
+  absl::StatusOr<std::vector<netcore::FdbEntry>> fdb = netcore::ListVxlanFdb(host, (*link)->index);
+  if (!fdb.ok()) return;
+  for (const std::string& peer : state.network.peers()) {
+    absl::StatusOr<netcore::IpAddress> address = netcore::IpAddress::Parse(peer);
+    if (!address.ok()) continue;
+    const bool present = std::any_of(fdb->begin(), fdb->end(), [&](const netcore::FdbEntry& e) {
+      return e.mac == "00:00:00:00:00:00" && e.dst == *address;
+    });
+    if (present) continue;
+    found(MakeDrift(v1::Drift::VXLAN_PEER_MISSING, name, "",
+                    absl::StrCat("peer ", peer, " has no flooding entry on ", Quote(device))),
+          repair ? netcore::AddVxlanFloodPeer(host, (*link)->index, *address) : absl::OkStatus(),
+          absl::StrCat("re-added the flooding entry for ", peer));
+  }
+}
+
 absl::StatusOr<v1::RepairResponse> Node::Inspect(bool repair) {
   v1::RepairResponse out;
-  auto found = [&](v1::Drift drift, absl::Status action, absl::string_view done) {
+  DriftSink found = [&](v1::Drift drift, absl::Status action, absl::string_view done) {
     *out.add_drifts() = drift;
     if (repair) out.add_actions(action.ok() ? std::string(done) : absl::StrCat("failed: ", action.message()));
   };
@@ -84,6 +115,7 @@ absl::StatusOr<v1::RepairResponse> Node::Inspect(bool repair) {
             repair ? netcore::AddAddress(*host, bridge->index, gateway) : absl::OkStatus(),
             absl::StrCat("re-added ", gateway.ToString()));
     }
+    if (state.network.has_vxlan()) InspectVxlan(*host, state, bridge->index, found, repair);
   }
 
   if (forwarding) {
@@ -96,10 +128,7 @@ absl::StatusOr<v1::RepairResponse> Node::Inspect(bool repair) {
   }
 
   std::vector<netcore::FirewallNetwork> rules;
-  for (const auto& [name, state] : networks) {
-    rules.push_back({.name = name, .bridge = state.network.bridge(), .subnet = state.subnet, .subnet6 = state.subnet6,
-                     .nat = state.network.nat(), .internal = state.network.internal()});
-  }
+  for (const auto& [name, state] : networks) rules.push_back(FirewallRulesOf(state));
   std::vector<std::string> firewall_drift;
   {
     std::lock_guard<std::mutex> fw_lock(firewall_mu_);

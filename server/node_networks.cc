@@ -14,6 +14,7 @@
 #include "diyc/netcore/status_macros.h"
 #include "diyc/netcore/sysctl.h"
 #include "diyc/netcore/validate.h"
+#include "diyc/netcore/vxlan.h"
 #include "google/protobuf/util/time_util.h"
 #include "host_socket.h"
 #include "fault.h"
@@ -58,6 +59,48 @@ uint32_t DefaultMtu(netcore::NlSocket& host) {
 
 }  // namespace
 
+absl::StatusOr<Node::Underlay> Node::ResolveUnderlay(netcore::NlSocket& host, const NetworkPlan::Vxlan& vxlan) {
+  DIYC_ASSIGN_OR_RETURN(std::vector<netcore::AddrInfo> addrs,
+                        netcore::ListAddresses(host, std::nullopt, netcore::IpFamily::kV4));
+  int index = 0;
+  Underlay underlay;
+  if (!vxlan.underlay_device.empty()) {
+    DIYC_ASSIGN_OR_RETURN(std::optional<netcore::LinkInfo> device, netcore::FindLink(host, vxlan.underlay_device));
+    if (!device) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("underlay device ", Quote(vxlan.underlay_device), " does not exist on this node"));
+    }
+    index = device->index;
+  }
+  if (vxlan.local) {
+    auto it = std::find_if(addrs.begin(), addrs.end(), [&](const netcore::AddrInfo& a) {
+      return a.prefix.address() == *vxlan.local && (index == 0 || a.ifindex == index);
+    });
+    if (it == addrs.end()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "VXLAN local address ", vxlan.local->ToString(), " is not an address of ",
+          index == 0 ? std::string("this node") : Quote(vxlan.underlay_device)));
+    }
+    index = it->ifindex;
+    underlay.local = *vxlan.local;
+  } else {
+    auto it = std::find_if(addrs.begin(), addrs.end(), [&](const netcore::AddrInfo& a) { return a.ifindex == index; });
+    if (it == addrs.end()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("underlay device ", Quote(vxlan.underlay_device), " has no IPv4 address"));
+    }
+    underlay.local = it->prefix.address();
+  }
+  DIYC_ASSIGN_OR_RETURN(netcore::LinkInfo device, netcore::GetLink(host, index));
+  underlay.device = device.name;
+  underlay.mtu = device.mtu;
+  if (underlay.mtu < 1280 + netcore::kVxlanOverhead) {
+    return absl::FailedPreconditionError(absl::StrCat("underlay device ", Quote(device.name), " has MTU ", device.mtu,
+                                                      ": too small to carry VXLAN"));
+  }
+  return underlay;
+}
+
 absl::StatusOr<std::unique_ptr<Node>> Node::Open(NodeOptions options) {
   DIYC_ASSIGN_OR_RETURN(std::unique_ptr<StateStore> store, StateStore::Open(options.state_dir));
   if (!options.firewall) options.firewall = netcore::MakeNftablesFirewall();
@@ -88,56 +131,95 @@ void Node::Publish(v1::Event::Type type, const std::string& network, const v1::A
   events_.Publish(event);
 }
 
-absl::StatusOr<Node::NetworkState> Node::PlanNetwork(const v1::CreateNetworkRequest& request) {
-  DIYC_RETURN_IF_ERROR(ValidateObjectName("network", request.name()));
+Node::NetworkState Node::StateFromPlan(const NetworkPlan& plan, Ipam ipam) {
   NetworkState state;
   v1::Network& n = state.network;
-  n.set_name(request.name());
-
-  DIYC_ASSIGN_OR_RETURN(state.subnet, IpPrefix::Parse(request.subnet()));
-  DIYC_RETURN_IF_ERROR(ValidateSubnet(state.subnet));
-  n.set_subnet(state.subnet.ToString());
-  if (request.gateway().empty()) {
-    state.gateway = AddressAt(state.subnet, 1);
-  } else {
-    DIYC_ASSIGN_OR_RETURN(state.gateway, IpAddress::Parse(request.gateway()));
-  }
-  DIYC_ASSIGN_OR_RETURN(Ipam ipam, Ipam::Create(state.subnet, state.gateway));
+  n.set_name(plan.name);
+  state.subnet = plan.subnet;
+  state.gateway = plan.gateway;
   state.ipam.emplace(std::move(ipam));
-  n.set_gateway(state.gateway.ToString());
-
-  if (!request.subnet6().empty()) {
-    DIYC_ASSIGN_OR_RETURN(IpPrefix subnet6, IpPrefix::Parse(request.subnet6()));
-    DIYC_RETURN_IF_ERROR(ValidateSubnet6(subnet6));
-    state.subnet6 = subnet6;
-    // Host offsets are shared with IPv4: .5 is also ::5.
-    state.gateway6 = AddressAt(subnet6, state.ipam->Offset(state.gateway));
-    n.set_subnet6(subnet6.ToString());
-    n.set_gateway6(state.gateway6->ToString());
+  n.set_subnet(plan.subnet.ToString());
+  n.set_gateway(plan.gateway.ToString());
+  if (plan.subnet6) {
+    state.subnet6 = plan.subnet6;
+    state.gateway6 = plan.gateway6;
+    n.set_subnet6(plan.subnet6->ToString());
+    n.set_gateway6(plan.gateway6->ToString());
   }
-
-  n.set_bridge(request.bridge().empty() ? DefaultBridgeName(request.name()) : request.bridge());
-  DIYC_RETURN_IF_ERROR(netcore::ValidateIfName(n.bridge()));
-  n.set_internal(request.internal());
-  n.set_nat(!request.internal() && (!request.has_nat() || request.nat()));
-  if (request.mtu() != 0 && (request.mtu() < 1280 || request.mtu() > 65535)) {
-    return absl::InvalidArgumentError(absl::StrCat("invalid mtu ", request.mtu(), ": must be 1280..65535"));
+  if (plan.ip_range) n.set_ip_range(plan.ip_range->ToString());
+  n.set_bridge(plan.bridge);
+  n.set_internal(plan.internal);
+  n.set_nat(plan.nat);
+  n.set_mtu(plan.mtu);
+  if (plan.vxlan) {
+    v1::Vxlan& vxlan = *n.mutable_vxlan();
+    vxlan.set_id(plan.vxlan->id);
+    vxlan.set_port(plan.vxlan->port);
+    if (plan.vxlan->local) vxlan.set_local(plan.vxlan->local->ToString());
+    vxlan.set_underlay_device(plan.vxlan->underlay_device);
+    vxlan.set_device(VxlanDeviceName(plan.vxlan->id));
+    for (const IpAddress& peer : plan.vxlan->peers) n.add_peers(peer.ToString());
   }
-  if (request.mtu() != 0) {
-    n.set_mtu(request.mtu());
-  } else {
-    DIYC_ASSIGN_OR_RETURN(netcore::NlSocket * host, HostSocket());
-    n.set_mtu(DefaultMtu(*host));
-  }
-  *n.mutable_created_at() = google::protobuf::util::TimeUtil::GetCurrentTime();
   return state;
 }
 
-absl::Status Node::CheckHostConflicts(const IpPrefix& subnet, const std::string& bridge) {
+absl::StatusOr<Node::NetworkState> Node::PlanNetwork(const v1::CreateNetworkRequest& request) {
+  DIYC_ASSIGN_OR_RETURN(NetworkPlan plan, PlanNetworkRequest(request));
+  DIYC_ASSIGN_OR_RETURN(Ipam ipam, Ipam::Create(plan.subnet, plan.gateway, plan.ip_range));
   DIYC_ASSIGN_OR_RETURN(netcore::NlSocket * host, HostSocket());
-  DIYC_ASSIGN_OR_RETURN(std::optional<netcore::LinkInfo> existing, netcore::FindLink(*host, bridge));
-  if (existing) {
-    return absl::AlreadyExistsError(absl::StrCat("interface ", Quote(bridge), " already exists on the host"));
+  if (plan.vxlan) {
+    DIYC_ASSIGN_OR_RETURN(Underlay underlay, ResolveUnderlay(*host, *plan.vxlan));
+    plan.vxlan->local = underlay.local;
+    plan.vxlan->underlay_device = underlay.device;
+    const uint32_t max_mtu = underlay.mtu - netcore::kVxlanOverhead;
+    if (plan.mtu > max_mtu) {
+      return absl::InvalidArgumentError(absl::StrCat("mtu ", plan.mtu, " does not fit VXLAN over ",
+                                                     Quote(underlay.device), " (MTU ", underlay.mtu, "): at most ",
+                                                     max_mtu));
+    }
+    if (plan.mtu == 0) plan.mtu = max_mtu;
+  } else if (plan.mtu == 0) {
+    plan.mtu = DefaultMtu(*host);
+  }
+  NetworkState state = StateFromPlan(plan, std::move(ipam));
+  *state.network.mutable_created_at() = google::protobuf::util::TimeUtil::GetCurrentTime();
+  return state;
+}
+
+absl::StatusOr<Node::NetworkState> Node::StateFromRecord(const v1::Network& recorded) {
+  // The record is the truth: nothing is re-derived from the host, which may
+  // have changed (an underlay MTU, a moved address) since it was made.
+  v1::CreateNetworkRequest request;
+  request.set_name(recorded.name());
+  request.set_subnet(recorded.subnet());
+  request.set_subnet6(recorded.subnet6());
+  request.set_gateway(recorded.gateway());
+  request.set_bridge(recorded.bridge());
+  request.set_nat(recorded.nat());
+  request.set_internal(recorded.internal());
+  request.set_mtu(recorded.mtu());
+  request.set_ip_range(recorded.ip_range());
+  if (recorded.has_vxlan()) *request.mutable_vxlan() = recorded.vxlan();
+  *request.mutable_peers() = recorded.peers();
+  DIYC_ASSIGN_OR_RETURN(NetworkPlan plan, PlanNetworkRequest(request));
+  DIYC_ASSIGN_OR_RETURN(Ipam ipam, Ipam::Create(plan.subnet, plan.gateway, plan.ip_range));
+  NetworkState state = StateFromPlan(plan, std::move(ipam));
+  state.network.set_mtu(recorded.mtu());
+  if (recorded.has_vxlan()) *state.network.mutable_vxlan() = recorded.vxlan();
+  *state.network.mutable_created_at() = recorded.created_at();
+  return state;
+}
+
+absl::Status Node::CheckHostConflicts(const NetworkState& planned) {
+  const IpPrefix& subnet = planned.subnet;
+  DIYC_ASSIGN_OR_RETURN(netcore::NlSocket * host, HostSocket());
+  std::vector<std::string> links = {planned.network.bridge()};
+  if (planned.network.has_vxlan()) links.push_back(planned.network.vxlan().device());
+  for (const std::string& link : links) {
+    DIYC_ASSIGN_OR_RETURN(std::optional<netcore::LinkInfo> existing, netcore::FindLink(*host, link));
+    if (existing) {
+      return absl::AlreadyExistsError(absl::StrCat("interface ", Quote(link), " already exists on the host"));
+    }
   }
   DIYC_ASSIGN_OR_RETURN(std::vector<netcore::AddrInfo> addrs,
                         netcore::ListAddresses(*host, std::nullopt, netcore::IpFamily::kV4));
@@ -176,8 +258,22 @@ absl::StatusOr<int> Node::MakeNetworkKernelObjects(const NetworkState& state) {
     DIYC_RETURN_IF_ERROR(netcore::AddAddress(*host, bridge.index, IpPrefix(*state.gateway6, state.subnet6->prefix_len()),
                                              {.no_dad = true}));
   }
+  DIYC_RETURN_IF_ERROR(EnsureVxlan(state, bridge.index));
   std::move(remove_bridge).Cancel();
   return bridge.index;
+}
+
+netcore::FirewallNetwork Node::FirewallRulesOf(const NetworkState& state) {
+  netcore::FirewallNetwork rules{.name = state.network.name(), .bridge = state.network.bridge(),
+                                 .subnet = state.subnet, .subnet6 = state.subnet6, .nat = state.network.nat(),
+                                 .internal = state.network.internal()};
+  if (state.network.has_vxlan()) {
+    rules.vxlan_port = static_cast<uint16_t>(state.network.vxlan().port());
+    for (const std::string& peer : state.network.peers()) {
+      if (absl::StatusOr<IpAddress> address = IpAddress::Parse(peer); address.ok()) rules.vxlan_peers.push_back(*address);
+    }
+  }
+  return rules;
 }
 
 absl::Status Node::ApplyFirewall() {
@@ -188,8 +284,7 @@ absl::Status Node::ApplyFirewall() {
     std::lock_guard<std::mutex> lock(mu_);
     for (const auto& [name, state] : networks_) {
       if (state.phase == v1::NetworkRecord::DELETING) continue;
-      rules.push_back({.name = name, .bridge = state.network.bridge(), .subnet = state.subnet,
-                       .subnet6 = state.subnet6, .nat = state.network.nat(), .internal = state.network.internal()});
+      rules.push_back(FirewallRulesOf(state));
       forwarding |= !state.network.internal();
     }
   }
@@ -215,6 +310,11 @@ absl::StatusOr<v1::Network> Node::CreateNetwork(const v1::CreateNetworkRequest& 
         return absl::AlreadyExistsError(absl::StrCat("bridge ", Quote(planned.network.bridge()),
                                                      " is already used by network ", Quote(other_name)));
       }
+      if (planned.network.has_vxlan() && other.network.has_vxlan() &&
+          other.network.vxlan().id() == planned.network.vxlan().id()) {
+        return absl::AlreadyExistsError(absl::StrCat("VXLAN id ", planned.network.vxlan().id(),
+                                                     " is already used by network ", Quote(other_name)));
+      }
       if (other.subnet.Overlaps(planned.subnet) ||
           (other.subnet6 && planned.subnet6 && other.subnet6->Overlaps(*planned.subnet6))) {
         return absl::FailedPreconditionError(absl::StrCat("subnet of network ", Quote(name),
@@ -231,7 +331,7 @@ absl::StatusOr<v1::Network> Node::CreateNetwork(const v1::CreateNetworkRequest& 
     networks_.erase(name);
   };
 
-  DIYC_RETURN_IF_ERROR(CheckHostConflicts(planned.subnet, planned.network.bridge()));
+  DIYC_RETURN_IF_ERROR(CheckHostConflicts(planned));
   v1::NetworkRecord record;
   *record.mutable_network() = planned.network;
   record.set_phase(v1::NetworkRecord::CREATING);
@@ -242,7 +342,10 @@ absl::StatusOr<v1::Network> Node::CreateNetwork(const v1::CreateNetworkRequest& 
   DIYC_ASSIGN_OR_RETURN(planned.bridge_index, MakeNetworkKernelObjects(planned));
   FaultPoint("network.create.bridge");
   absl::Cleanup unmake = [&] {
-    if (auto host = HostSocket(); host.ok()) (void)netcore::DeleteLinkIfExists(**host, planned.network.bridge());
+    if (auto host = HostSocket(); host.ok()) {
+      (void)netcore::DeleteLinkIfExists(**host, planned.network.bridge());
+      if (planned.network.has_vxlan()) (void)netcore::DeleteLinkIfExists(**host, planned.network.vxlan().device());
+    }
   };
   absl::Status firewall = ApplyFirewall();
   if (!firewall.ok()) {
@@ -339,6 +442,10 @@ absl::Status Node::DeleteNetwork(const v1::DeleteNetworkRequest& request) {
   DIYC_ASSIGN_OR_RETURN(netcore::NlSocket * host, HostSocket());
   absl::Status bridge = netcore::DeleteLinkIfExists(*host, record.network().bridge());
   if (!bridge.ok() && first_error.ok()) first_error = bridge;
+  if (record.network().has_vxlan()) {
+    absl::Status vxlan = netcore::DeleteLinkIfExists(*host, record.network().vxlan().device());
+    if (!vxlan.ok() && first_error.ok()) first_error = vxlan;
+  }
   FaultPoint("network.delete.bridge");
   {
     std::lock_guard<std::mutex> lock(mu_);

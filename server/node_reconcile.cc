@@ -21,19 +21,6 @@ using netcore::Quote;
 
 namespace {
 
-v1::CreateNetworkRequest AsRequest(const v1::Network& n) {
-  v1::CreateNetworkRequest r;
-  r.set_name(n.name());
-  r.set_subnet(n.subnet());
-  r.set_subnet6(n.subnet6());
-  r.set_gateway(n.gateway());
-  r.set_bridge(n.bridge());
-  r.set_nat(n.nat());
-  r.set_internal(n.internal());
-  r.set_mtu(n.mtu());
-  return r;
-}
-
 // True when the namespace still holds the attachment's interface with its
 // address: the attach got past its last kernel step.
 bool AttachmentComplete(const netcore::Netns& ns, const v1::Attachment& a) {
@@ -75,6 +62,7 @@ absl::StatusOr<std::vector<std::string>> Node::Reconcile() {
     const v1::Network& n = record.network();
     if (record.phase() == v1::NetworkRecord::CREATING) {
       delete_owned_link(n.bridge());
+      if (n.has_vxlan()) delete_owned_link(n.vxlan().device());
       (void)store_->DeleteNetwork(n.name());
       report.push_back(absl::StrCat("rolled back interrupted create of network ", Quote(n.name())));
       continue;
@@ -83,12 +71,11 @@ absl::StatusOr<std::vector<std::string>> Node::Reconcile() {
       deleting.insert(n.name());
       continue;
     }
-    absl::StatusOr<NetworkState> state = PlanNetwork(AsRequest(n));
+    absl::StatusOr<NetworkState> state = StateFromRecord(n);
     if (!state.ok()) {
       report.push_back(absl::StrCat("ignored network record ", Quote(n.name()), ": ", state.status().message()));
       continue;
     }
-    state->network.mutable_created_at()->CopyFrom(n.created_at());
     state->phase = v1::NetworkRecord::READY;
     absl::StatusOr<std::optional<netcore::LinkInfo>> bridge = netcore::FindLink(*host, n.bridge());
     if (bridge.ok() && !bridge->has_value()) {
@@ -102,6 +89,12 @@ absl::StatusOr<std::vector<std::string>> Node::Reconcile() {
       (void)netcore::SetLinkUp(*host, (*bridge)->index, true);
       absl::Status addr = netcore::AddAddress(*host, (*bridge)->index, IpPrefix(state->gateway, state->subnet.prefix_len()));
       if (addr.ok()) report.push_back(absl::StrCat("restored gateway address on bridge ", Quote(n.bridge())));
+      // The data path of a spanning network never stops for a restart: an
+      // intact VXLAN link is left as it is, a missing peer entry re-added.
+      if (absl::Status vxlan = EnsureVxlan(*state, (*bridge)->index); !vxlan.ok()) {
+        report.push_back(absl::StrCat("could not restore the VXLAN link of network ", Quote(n.name()), ": ",
+                                      vxlan.message()));
+      }
     }
     networks_.emplace(n.name(), *std::move(state));
   }
@@ -156,6 +149,7 @@ absl::StatusOr<std::vector<std::string>> Node::Reconcile() {
     auto it = std::find_if(contents.networks.begin(), contents.networks.end(),
                            [&](const v1::NetworkRecord& r) { return r.network().name() == name; });
     delete_owned_link(it->network().bridge());
+    if (it->network().has_vxlan()) delete_owned_link(it->network().vxlan().device());
     (void)store_->DeleteNetwork(name);
     report.push_back(absl::StrCat("finished interrupted delete of network ", Quote(name)));
   }
@@ -167,7 +161,10 @@ absl::StatusOr<std::vector<std::string>> Node::Reconcile() {
   // Links with diyc's mark that no record explains are leftovers of a crash.
   DIYC_ASSIGN_OR_RETURN(std::vector<netcore::LinkInfo> links, netcore::ListLinks(*host));
   std::set<std::string> known;
-  for (const auto& [name, state] : networks_) known.insert(state.network.bridge());
+  for (const auto& [name, state] : networks_) {
+    known.insert(state.network.bridge());
+    if (state.network.has_vxlan()) known.insert(state.network.vxlan().device());
+  }
   for (const auto& [name, state] : attachments_) known.insert(name);
   for (const netcore::LinkInfo& link : links) {
     if (!absl::StartsWith(link.alias, our_mark) || known.count(link.name)) continue;

@@ -1,11 +1,14 @@
 #include "request_validation.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "diyc/netcore/errors.h"
 #include "diyc/netcore/image.h"
 #include "diyc/netcore/link.h"
 #include "diyc/netcore/status_macros.h"
 #include "diyc/netcore/validate.h"
+#include "diyc/netcore/vxlan.h"
 #include "ipam.h"
 #include "names.h"
 #include "target.h"
@@ -49,12 +52,18 @@ absl::StatusOr<NetworkPlan> PlanNetworkRequest(const v1::CreateNetworkRequest& r
 
   DIYC_ASSIGN_OR_RETURN(plan.subnet, IpPrefix::Parse(request.subnet()));
   DIYC_RETURN_IF_ERROR(ValidateSubnet(plan.subnet));
+  if (!request.ip_range().empty()) {
+    DIYC_ASSIGN_OR_RETURN(IpPrefix range, IpPrefix::Parse(request.ip_range()));
+    plan.ip_range = range;
+  }
+  // Each node of a spanning network has its own gateway: the first host of
+  // its range.
   if (request.gateway().empty()) {
-    plan.gateway = AddressAt(plan.subnet, 1);
+    plan.gateway = AddressAt(plan.ip_range ? *plan.ip_range : plan.subnet, 1);
   } else {
     DIYC_ASSIGN_OR_RETURN(plan.gateway, IpAddress::Parse(request.gateway()));
   }
-  DIYC_ASSIGN_OR_RETURN(Ipam ipam, Ipam::Create(plan.subnet, plan.gateway));
+  DIYC_ASSIGN_OR_RETURN(Ipam ipam, Ipam::Create(plan.subnet, plan.gateway, plan.ip_range));
 
   if (!request.subnet6().empty()) {
     DIYC_ASSIGN_OR_RETURN(IpPrefix subnet6, IpPrefix::Parse(request.subnet6()));
@@ -80,6 +89,44 @@ absl::StatusOr<NetworkPlan> PlanNetworkRequest(const v1::CreateNetworkRequest& r
     return absl::InvalidArgumentError(absl::StrCat("invalid mtu ", request.mtu(), ": must be 1280..65535"));
   }
   plan.mtu = request.mtu();
+  if (request.has_vxlan()) {
+    const v1::Vxlan& vxlan = request.vxlan();
+    NetworkPlan::Vxlan v;
+    DIYC_RETURN_IF_ERROR(netcore::ValidateVxlanId(vxlan.id()));
+    v.id = vxlan.id();
+    if (vxlan.port() > 65535) {
+      return absl::InvalidArgumentError(absl::StrCat("invalid VXLAN port ", vxlan.port(), ": must be 1..65535"));
+    }
+    v.port = vxlan.port() == 0 ? netcore::kVxlanDefaultPort : static_cast<uint16_t>(vxlan.port());
+    if (vxlan.local().empty() && vxlan.underlay_device().empty()) {
+      return absl::InvalidArgumentError("a network spanning nodes needs vxlan.local or vxlan.underlay_device");
+    }
+    if (!vxlan.local().empty()) {
+      DIYC_ASSIGN_OR_RETURN(IpAddress local, IpAddress::Parse(vxlan.local()));
+      if (!local.is_v4()) {
+        return absl::InvalidArgumentError(absl::StrCat("VXLAN local address ", local.ToString(), " is not IPv4"));
+      }
+      if (plan.subnet.Contains(local)) {
+        return absl::InvalidArgumentError(absl::StrCat("VXLAN local address ", local.ToString(),
+                                                       " is inside the network's own subnet"));
+      }
+      v.local = local;
+    }
+    if (!vxlan.underlay_device().empty()) {
+      DIYC_RETURN_IF_ERROR(netcore::ValidateIfName(vxlan.underlay_device()));
+      v.underlay_device = vxlan.underlay_device();
+    }
+    for (const std::string& peer : request.peers()) {
+      DIYC_ASSIGN_OR_RETURN(IpAddress address, ParseVxlanPeer(peer, v.local));
+      if (std::find(v.peers.begin(), v.peers.end(), address) != v.peers.end()) {
+        return absl::InvalidArgumentError(absl::StrCat("peer ", address.ToString(), " is listed twice"));
+      }
+      v.peers.push_back(address);
+    }
+    plan.vxlan = std::move(v);
+  } else if (request.peers_size() > 0) {
+    return absl::InvalidArgumentError("peers need a network spanning nodes (vxlan)");
+  }
   // What the firewall would refuse (a bridge name nft cannot match exactly,
   // such as 'br"x' or 'br*') is refused here, before a bridge or a record
   // exists.
@@ -93,7 +140,21 @@ netcore::FirewallNetwork FirewallNetworkOf(const NetworkPlan& plan) {
           .subnet = plan.subnet,
           .subnet6 = plan.subnet6,
           .nat = plan.nat,
-          .internal = plan.internal};
+          .internal = plan.internal,
+          .vxlan_port = plan.vxlan ? plan.vxlan->port : uint16_t{0},
+          .vxlan_peers = plan.vxlan ? plan.vxlan->peers : std::vector<IpAddress>{}};
+}
+
+absl::StatusOr<IpAddress> ParseVxlanPeer(absl::string_view address, const std::optional<IpAddress>& local) {
+  DIYC_ASSIGN_OR_RETURN(IpAddress peer, IpAddress::Parse(address));
+  const uint32_t v4 = peer.is_v4() ? peer.v4() : 0;
+  if (!peer.is_v4() || v4 == 0 || v4 == 0xffffffffu || (v4 >> 24) == 127 || (v4 >> 28) == 0xe) {
+    return absl::InvalidArgumentError(absl::StrCat("VXLAN peer ", Quote(address), " is not an IPv4 unicast address"));
+  }
+  if (local && peer == *local) {
+    return absl::InvalidArgumentError(absl::StrCat("VXLAN peer ", peer.ToString(), " is this node's own address"));
+  }
+  return peer;
 }
 
 absl::Status ValidateAttachRequest(const v1::AttachContainerRequest& request) {

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -29,10 +30,22 @@ struct NetworkPlan {
   bool nat = true;
   bool internal = false;
   uint32_t mtu = 0;  // 0: the MTU of the host's default-route interface
+  std::optional<netcore::IpPrefix> ip_range;
+  // Set for a network spanning nodes. local and underlay_device are resolved
+  // against the host later (one of them is given).
+  struct Vxlan {
+    uint32_t id = 0;
+    uint16_t port = 0;
+    std::optional<netcore::IpAddress> local;
+    std::string underlay_device;
+    std::vector<netcore::IpAddress> peers;
+  };
+  std::optional<Vxlan> vxlan;
 };
 
-// Names, subnets (ValidateSubnet, ValidateSubnet6), gateway (Ipam::Create),
-// bridge name and MTU of a CreateNetworkRequest: INVALID_ARGUMENT.
+// Names, subnets (ValidateSubnet, ValidateSubnet6), gateway and ip_range
+// (Ipam::Create), bridge name, MTU and VXLAN settings and peers of a
+// CreateNetworkRequest: INVALID_ARGUMENT.
 absl::StatusOr<NetworkPlan> PlanNetworkRequest(const v1::CreateNetworkRequest& request);
 inline absl::Status ValidateCreateNetworkRequest(const v1::CreateNetworkRequest& request) {
   return PlanNetworkRequest(request).status();
