@@ -10,7 +10,7 @@ packages=(
   libnftables-dev nftables libseccomp-dev
   pybind11-dev python3-pybind11 python3-dev python3-pytest python3-grpcio python3-protobuf
   libgtest-dev libgmock-dev
-  iproute2 iputils-ping busybox-static openssl
+  iproute2 iputils-ping busybox-static openssl nlohmann-json3-dev iptables
   containernetworking-plugins runc python3-matplotlib
   golang-go golang-github-appc-cni-dev podman conmon
 )
