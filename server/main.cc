@@ -2,9 +2,12 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <sched.h>
 #include <signal.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <thread>
@@ -13,8 +16,10 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "diyc/netcore/firewall.h"
+#include "diyc/netcore/netns.h"
 #include "fault.h"
 #include "listen.h"
 #include "node.h"
@@ -28,6 +33,9 @@ ABSL_FLAG(std::string, tls_key, "", "PEM private key for --listen");
 ABSL_FLAG(std::string, tls_client_ca, "", "PEM CA bundle: with it, TCP clients must present a certificate it signed");
 ABSL_FLAG(std::string, init_binary, "", "The diyc-init helper (default: next to diycd)");
 ABSL_FLAG(std::string, nft_table, "diyc", "nftables table (family inet) holding diyc's rules");
+ABSL_FLAG(std::string, netns, "",
+          "Serve the network namespace NAME (under /run/netns) or PATH instead of the host's: one diycd per "
+          "simulated node");
 
 namespace {
 
@@ -66,6 +74,13 @@ int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   diyc::server::InitFaultPoints();
   if (geteuid() != 0) return Fail("must run as root (it creates namespaces, links and firewall rules)");
+  // Before any thread exists: every thread made later starts in it.
+  if (const std::string netns = absl::GetFlag(FLAGS_netns); !netns.empty()) {
+    auto ns = netns.find('/') == std::string::npos ? diyc::netcore::Netns::OpenName(netns)
+                                                   : diyc::netcore::Netns::OpenPath(netns);
+    if (!ns.ok()) return Fail(std::string(ns.status().message()));
+    if (setns(ns->fd(), CLONE_NEWNET) != 0) return Fail(absl::StrCat("enter netns ", netns, ": ", strerror(errno)));
+  }
 
   // Signals are taken by sigwait below, never by a gRPC or worker thread.
   sigset_t signals;

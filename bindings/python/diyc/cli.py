@@ -5,7 +5,10 @@
 
     diyc network create NAME --subnet CIDR [--subnet6 CIDR] [--gateway IP]
                         [--bridge NAME] [--no-nat] [--internal] [--mtu N]
+                        [--vxlan-id N (--local ADDR | --underlay-device DEV) [--vxlan-port P]]
+                        [--ip-range CIDR] [--peer ADDR]...
     diyc network ls | inspect NAME | rm NAME [--force]
+    diyc network peer add|rm NETWORK ADDR | peer ls NETWORK
     diyc attach NETWORK (--netns NAME | --netns-path PATH | --pid PID | --container ID)
                 [--ip IP] [--ifname IF] [--mac MAC]
     diyc detach NETWORK (--netns ... | ...) [--ifname IF]
@@ -222,7 +225,18 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--no-nat", dest="nat", action="store_false", help="do not masquerade outgoing traffic")
     create.add_argument("--internal", action="store_true", help="no traffic leaves the network")
     create.add_argument("--mtu", type=_int_at_least(0), default=0, metavar="N",
-                        help="MTU (default: the host's default-route interface)")
+                        help="MTU (default: the host's default-route interface; with VXLAN the underlay's less 50)")
+    create.add_argument("--ip-range", metavar="CIDR",
+                        help="the part of the subnet this node hands out (default: all of it)")
+    create.add_argument("--vxlan-id", type=_int_at_least(1), metavar="N",
+                        help="span nodes over VXLAN with this id (1-16777215)")
+    create.add_argument("--vxlan-port", type=_int_at_least(0), default=0, metavar="P",
+                        help="VXLAN UDP port (default 4789)")
+    create.add_argument("--local", metavar="ADDR", help="this node's underlay IPv4 address (with --vxlan-id)")
+    create.add_argument("--underlay-device", metavar="DEV",
+                        help="the interface facing the other nodes (with --vxlan-id)")
+    create.add_argument("--peer", dest="peers", action="append", default=[], metavar="ADDR",
+                        help="another node's underlay address (repeatable)")
 
     leaf(network_cmds, "ls", _network_ls, "list networks", aliases=["list"])
 
@@ -232,6 +246,18 @@ def build_parser() -> argparse.ArgumentParser:
     remove = leaf(network_cmds, "rm", _network_rm, "delete a network", aliases=["delete"])
     remove.add_argument("name", metavar="NAME")
     remove.add_argument("--force", action="store_true", help="detach its attachments first")
+
+    peer = network_cmds.add_parser("peer", help="the other nodes of a network spanning nodes",
+                                   description="Add, remove and list the peer nodes of a spanning network.")
+    peer_cmds = peer.add_subparsers(dest="peer_command", metavar="SUBCOMMAND", required=True)
+    peer_add = leaf(peer_cmds, "add", _peer_add, "add a peer node (idempotent)")
+    peer_add.add_argument("network", metavar="NETWORK")
+    peer_add.add_argument("address", metavar="ADDR", help="the peer's underlay IPv4 address")
+    peer_rm = leaf(peer_cmds, "rm", _peer_rm, "remove a peer node (idempotent)", aliases=["remove"])
+    peer_rm.add_argument("network", metavar="NETWORK")
+    peer_rm.add_argument("address", metavar="ADDR")
+    peer_ls = leaf(peer_cmds, "ls", _peer_ls, "list a network's peer nodes", aliases=["list"])
+    peer_ls.add_argument("network", metavar="NETWORK")
 
     # attach / detach
     attach = leaf(commands, "attach", _attach, "join a container's network namespace to a network")
@@ -482,8 +508,15 @@ def format_network(n: Message) -> str:
         ("name", n.name), ("subnet", n.subnet), ("gateway", n.gateway),
         ("subnet6", _or_dash(n.subnet6)), ("gateway6", _or_dash(n.gateway6)), ("bridge", n.bridge),
         ("nat", _yes_no(n.nat)), ("internal", _yes_no(n.internal)), ("mtu", n.mtu or "-"),
-        ("attachments", n.attachment_count), ("created", format_time(n.created_at)),
+        ("ip range", _or_dash(n.ip_range)),
     ]
+    if n.HasField("vxlan"):
+        fields += [
+            ("vxlan", f"id {n.vxlan.id} port {n.vxlan.port} local {n.vxlan.local} "
+                      f"via {n.vxlan.underlay_device} link {n.vxlan.device}"),
+            ("peers", ", ".join(n.peers) or "-"),
+        ]
+    fields += [("attachments", n.attachment_count), ("created", format_time(n.created_at))]
     width = max(len(key) for key, _ in fields) + 1
     return "".join(f"{key + ':':<{width}} {value}\n" for key, value in fields)
 
@@ -594,13 +627,39 @@ def _target_text(args: argparse.Namespace) -> str:
 
 
 def _network_create(client: Client, args: argparse.Namespace, out: TextIO) -> int:
+    if args.vxlan_id is None and (args.local or args.underlay_device or args.peers or args.vxlan_port):
+        args.parser.error("--local, --underlay-device, --vxlan-port and --peer need --vxlan-id")
     net = client.create_network(args.name, args.subnet, subnet6=args.subnet6, gateway=args.gateway,
-                                bridge=args.bridge, nat=args.nat, internal=args.internal, mtu=args.mtu)
+                                bridge=args.bridge, nat=args.nat, internal=args.internal, mtu=args.mtu,
+                                ip_range=args.ip_range, vxlan_id=args.vxlan_id, vxlan_port=args.vxlan_port,
+                                local=args.local, underlay_device=args.underlay_device, peers=args.peers)
     if _json_mode(args):
         print_json(to_dict(net), out)
     else:
         extra = f", {net.subnet6}" if net.subnet6 else ""
         out.write(f"created network {net.name}: {net.subnet}{extra} gateway {net.gateway} bridge {net.bridge}\n")
+    return 0
+
+
+def _print_peers(net: Message, args: argparse.Namespace, out: TextIO) -> None:
+    if _json_mode(args):
+        print_json(list(net.peers), out)
+    else:
+        out.writelines(f"{peer}\n" for peer in net.peers)
+
+
+def _peer_add(client: Client, args: argparse.Namespace, out: TextIO) -> int:
+    _print_peers(client.add_peer(args.network, args.address), args, out)
+    return 0
+
+
+def _peer_rm(client: Client, args: argparse.Namespace, out: TextIO) -> int:
+    _print_peers(client.remove_peer(args.network, args.address), args, out)
+    return 0
+
+
+def _peer_ls(client: Client, args: argparse.Namespace, out: TextIO) -> int:
+    _print_peers(client.get_network(args.network), args, out)
     return 0
 
 

@@ -252,13 +252,36 @@ class Client:
         nat: bool = True,
         internal: bool = False,
         mtu: int = 0,
+        ip_range: str | None = None,
+        vxlan_id: int | None = None,
+        vxlan_port: int = 0,
+        local: str | None = None,
+        underlay_device: str | None = None,
+        peers: Sequence[str] = (),
     ) -> network_pb2.Network:
-        """Creates a bridged network; NAT is on unless ``nat=False`` or ``internal``."""
+        """Creates a bridged network; NAT is on unless ``nat=False`` or ``internal``.
+
+        With ``vxlan_id`` the network spans nodes: give this node's underlay
+        ``local`` address or ``underlay_device``, its share of the subnet as
+        ``ip_range``, and the other nodes' underlay addresses as ``peers``.
+        """
         request = network_pb2.CreateNetworkRequest(
             name=name, subnet=subnet, subnet6=subnet6 or "", gateway=gateway or "",
-            bridge=bridge or "", nat=nat, internal=internal, mtu=mtu,
+            bridge=bridge or "", nat=nat, internal=internal, mtu=mtu, ip_range=ip_range or "",
+            peers=list(peers),
         )
+        if vxlan_id is not None:
+            request.vxlan.CopyFrom(network_pb2.Vxlan(id=vxlan_id, port=vxlan_port, local=local or "",
+                                                     underlay_device=underlay_device or ""))
         return self._call(self._stub.CreateNetwork, request)
+
+    def add_peer(self, network: str, address: str) -> network_pb2.Network:
+        """Adds a peer node (its underlay address) to a spanning network; idempotent."""
+        return self._call(self._stub.AddPeer, network_pb2.AddPeerRequest(network=network, address=address))
+
+    def remove_peer(self, network: str, address: str) -> network_pb2.Network:
+        """Removes a peer node from a spanning network; idempotent."""
+        return self._call(self._stub.RemovePeer, network_pb2.RemovePeerRequest(network=network, address=address))
 
     def delete_network(self, name: str, force: bool = False) -> None:
         """Deletes a network; ``force`` detaches its attachments first."""
