@@ -372,3 +372,18 @@ def test_chain_with_tuning_bandwidth_portmap_and_firewall(
     assert eventually(lambda: subprocess.run(["ip", "link", "show", host_veth], capture_output=True).returncode != 0)
     ifbs = subprocess.run(["ip", "-br", "link", "show", "type", "ifb"], capture_output=True, text=True).stdout
     assert host_veth not in ifbs
+
+
+def test_the_documented_conflist_works(runtime: CniRuntime, conf: dict[str, Any], names: RunNames,
+                                       make_netns: MakeNetns, client: Client) -> None:
+    conflist = json.loads((Path(__file__).parents[2] / "cni" / "examples" / "10-diyc.conflist").read_text())
+    main = conflist["plugins"][0]
+    assert main["type"] == "diyc"
+    main.update(socket=conf["socket"], network=conf["name"], subnet=conf["subnet"], bridge=conf["bridge"])
+    conflist["name"] = conf["name"]
+    ns, cid = make_netns(), container_id(names)
+    result = runtime.add_list(conflist, container_id=cid, netns=netns_path(ns), args="IgnoreUnknown=1;K8S_POD_NAME=p")
+    assert result["dns"] == main["dns"]
+    assert [a.key for a in client.list_attachments(conf["name"])] == [cid]
+    runtime.del_list(conflist, result, container_id=cid, netns=netns_path(ns))
+    assert client.list_attachments(conf["name"]) == []
