@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SOURCE_DIRS = ("netcore", "server", "bindings")
+SOURCE_DIRS = ("netcore", "server", "bindings", "cni")
 SUFFIXES = {".c", ".cc", ".cpp", ".h", ".hpp"}
 
 SHELL_CALL = re.compile(r"\b(system|popen|wordexp)\s*\(")
