@@ -33,6 +33,8 @@ from typing import Any
 
 import pytest
 
+from cni_driver import find_plugin
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REFERENCE_PLUGINS = Path("/usr/lib/cni")
 # The newest CNI version Debian's libcni 1.1.2 (cnitool, podman 4.3) speaks.
@@ -40,8 +42,8 @@ CLIENT_CNI_VERSION = "1.0.0"
 
 
 def plugin_binary() -> Path:
-    """The diyc-cni binary under test; skips the test when it is not built."""
-    binary = Path(os.environ.get("DIYC_CNI", REPO_ROOT / "build" / "cni" / "diyc-cni"))
+    """The diyc-cni binary under test (cni_driver.find_plugin); skips the test when it is not built."""
+    binary = find_plugin()
     if not os.access(binary, os.X_OK):
         pytest.skip(f"the CNI plugin {binary} is not built (set DIYC_CNI to another build's cni/diyc-cni)")
     return binary
