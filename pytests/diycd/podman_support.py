@@ -95,9 +95,13 @@ runroot = "{s / 'run'}"
         self.run("import", str(tar), name)
 
     def run_container(self, name: str, image: str, *args: str) -> None:
-        """``podman run -d`` of ``sleep`` in ``image``; ``args`` go before the image (--network, --ip...)."""
-        self.run("run", "-d", "--name", name, "--cgroup-parent", self.cgroup_parent, *args, image,
-                 "sleep", "3600")
+        """``podman run -d`` of ``sleep`` in ``image``; ``args`` go before the image (--network, --ip...).
+
+        With CAP_NET_RAW, which ping needs and podman's packaged defaults
+        (/usr/share/containers/containers.conf) leave out.
+        """
+        self.run("run", "-d", "--name", name, "--cgroup-parent", self.cgroup_parent, "--cap-add", "NET_RAW",
+                 *args, image, "sleep", "3600")
 
     def inspect(self, container: str) -> dict[str, Any]:
         (found,) = json.loads(self.run("inspect", "--type", "container", container).stdout)
