@@ -1,15 +1,19 @@
 #include "cni_commands.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <thread>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "cni_check.h"
 #include "cni_error.h"
 #include "cni_result.h"
+#include "diyc/netcore/errors.h"
 #include "diyc/netcore/ip.h"
 #include "diyc/netcore/link.h"
+#include "diyc/netcore/netns.h"
 #include "diyc/netcore/nl_socket.h"
 #include "diycd_client.h"
 
@@ -21,6 +25,8 @@ using netcore::IpPrefix;
 
 // STATUS must answer quickly even when diycd hangs.
 constexpr std::chrono::seconds kStatusTimeout{5};
+// How long an ADD waits for a network another ADD is creating.
+constexpr std::chrono::seconds kCreateWait{5};
 
 DiycdClient ClientFor(const NetConf& conf) {
   return DiycdClient(conf.socket, std::chrono::seconds(conf.timeout_seconds));
@@ -66,9 +72,14 @@ absl::StatusOr<StaticIp> RequestedIp(const NetConf& conf, const CniArgs& args) {
   return chosen;
 }
 
-// Creates the diyc network from the configuration's subnet (and the rest);
-// a network made meanwhile by a concurrent ADD is as good.
-absl::Status CreateNetworkFromConf(DiycdClient& client, const NetConf& conf) {
+// The diyc network, created from the configuration's subnet (and the rest)
+// when it does not exist. When the creation reports ALREADY_EXISTS a
+// concurrent first ADD is making it: wait until it is ready (GetNetwork
+// does not show a network being created), for a few seconds at most, as
+// the name or bridge might be taken for good.
+absl::StatusOr<v1::Network> EnsureNetwork(DiycdClient& client, const NetConf& conf) {
+  absl::StatusOr<v1::Network> network = client.GetNetwork(conf.network);
+  if (!absl::IsNotFound(network.status())) return network;
   if (conf.subnet.empty()) {
     return CniError(kInvalidNetworkConfig,
                     absl::StrCat("diyc network ", conf.network,
@@ -83,8 +94,27 @@ absl::Status CreateNetworkFromConf(DiycdClient& client, const NetConf& conf) {
   create.set_mtu(conf.mtu);
   if (conf.nat) create.set_nat(*conf.nat);
   absl::StatusOr<v1::Network> created = client.CreateNetwork(create);
-  if (!created.ok() && !absl::IsAlreadyExists(created.status())) return created.status();
-  return absl::OkStatus();
+  if (!absl::IsAlreadyExists(created.status())) return created;
+  const auto deadline = std::chrono::steady_clock::now() + kCreateWait;
+  auto backoff = std::chrono::milliseconds(5);
+  while (absl::IsNotFound((network = client.GetNetwork(conf.network)).status())) {
+    if (std::chrono::steady_clock::now() + backoff > deadline) {
+      return CniError(kTryAgainLater, absl::StrCat("diyc network ", conf.network, " is not ready"),
+                      std::string(created.status().message()));
+    }
+    std::this_thread::sleep_for(backoff);
+    backoff = std::min(backoff * 2, std::chrono::milliseconds(200));
+  }
+  return network;
+}
+
+// Code 3 (unknown container) when CNI_NETNS does not exist.
+absl::Status RequireNetns(const std::string& path) {
+  absl::StatusOr<netcore::Netns> ns = netcore::Netns::OpenPath(path);
+  if (!ns.ok() && netcore::StatusErrno(ns.status()) == ENOENT) {
+    return CniError(kUnknownContainer, absl::StrCat("network namespace ", path, " does not exist"));
+  }
+  return absl::OkStatus();  // other failures are diycd's to judge and report
 }
 
 std::string HostMac(const std::string& host_ifname) {
@@ -103,14 +133,13 @@ absl::StatusOr<std::string> Add(const CniEnv& env, const NetConf& conf) {
   if (!ip.ok()) return ip.status();
   DiycdClient client = ClientFor(conf);
 
+  // A missing namespace is told apart here, so that NOT_FOUND from diycd
+  // below can only mean the network.
+  if (absl::Status s = RequireNetns(env.netns); !s.ok()) return s;
   if (ip->prefix_len >= 0) {
     // A prefix length must be the network's own: the address is configured
     // with the subnet's, whatever the caller believed.
-    absl::StatusOr<v1::Network> network = client.GetNetwork(conf.network);
-    if (absl::IsNotFound(network.status())) {
-      if (absl::Status s = CreateNetworkFromConf(client, conf); !s.ok()) return s;
-      network = client.GetNetwork(conf.network);
-    }
+    absl::StatusOr<v1::Network> network = EnsureNetwork(client, conf);
     if (!network.ok()) return network.status();
     absl::StatusOr<IpPrefix> subnet = IpPrefix::Parse(network->subnet());
     if (subnet.ok() && subnet->prefix_len() != ip->prefix_len) {
@@ -128,18 +157,12 @@ absl::StatusOr<std::string> Add(const CniEnv& env, const NetConf& conf) {
   attach.set_mac(absl::AsciiStrToLower(conf.runtime_mac.empty() ? args->mac : conf.runtime_mac));
   absl::StatusOr<v1::Attachment> attachment = client.Attach(attach);
   if (absl::IsNotFound(attachment.status())) {
-    // Either the network or the namespace is missing: ask which.
-    absl::StatusOr<v1::Network> network = client.GetNetwork(conf.network);
-    if (network.ok()) {
-      return CniError(kUnknownContainer, absl::StrCat("network namespace ", env.netns, " does not exist"),
-                      std::string(attachment.status().message()));
-    }
-    if (!absl::IsNotFound(network.status())) return network.status();
-    if (absl::Status s = CreateNetworkFromConf(client, conf); !s.ok()) return s;
+    // The first ADD on this network: make it, then attach.
+    absl::StatusOr<v1::Network> network = EnsureNetwork(client, conf);
+    if (!network.ok()) return network.status();
     attachment = client.Attach(attach);
     if (absl::IsNotFound(attachment.status())) {
-      return CniError(kUnknownContainer, absl::StrCat("network namespace ", env.netns, " does not exist"),
-                      std::string(attachment.status().message()));
+      if (absl::Status s = RequireNetns(env.netns); !s.ok()) return s;  // it went away meanwhile
     }
   }
   if (!attachment.ok()) return attachment.status();

@@ -13,7 +13,8 @@
 //       diyc network does not exist and no "subnet" is given to create it;
 //       diycd's INVALID_ARGUMENT, e.g. a static IP outside the subnet)
 //   11  try again later: diycd unreachable or too slow (gRPC UNAVAILABLE or
-//       DEADLINE_EXCEEDED) for ADD, DEL, CHECK and GC
+//       DEADLINE_EXCEEDED) for ADD, DEL, CHECK and GC; a network another
+//       ADD is creating not ready within 5 s
 //   50  plugin not available (STATUS only): diycd unreachable, or the
 //       network has no free address
 //  100  diycd failed (INTERNAL, UNKNOWN and any code not listed here)

@@ -387,3 +387,15 @@ def test_the_documented_conflist_works(runtime: CniRuntime, conf: dict[str, Any]
     assert [a.key for a in client.list_attachments(conf["name"])] == [cid]
     runtime.del_list(conflist, result, container_id=cid, netns=netns_path(ns))
     assert client.list_attachments(conf["name"]) == []
+
+
+def test_concurrent_first_adds_create_the_network_once(runtime: CniRuntime, conf: dict[str, Any], names: RunNames,
+                                                       make_netns: MakeNetns, client: Client) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    jobs = [(make_netns(), container_id(names)) for _ in range(4)]
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        results = list(pool.map(lambda job: add(runtime, conf, *job), jobs))
+    assert len({address(r) for r in results}) == len(jobs)
+    assert [n.name for n in client.list_networks()] == [conf["name"]]
+    assert sorted(a.key for a in client.list_attachments(conf["name"])) == sorted(cid for _, cid in jobs)
