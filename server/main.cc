@@ -2,10 +2,12 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <malloc.h>
 #include <sched.h>
 #include <signal.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -46,6 +48,20 @@ int Fail(const std::string& message) {
   return 1;
 }
 
+// glibc hands a thread that finds its arena locked a new one, up to eight
+// per core, and each arena keeps the memory freed into it. gRPC's server
+// retires and starts worker threads as calls come and go, so over a long run
+// more and more arenas fill: RSS climbed from 27 to 72 MiB over 1000
+// container cycles on 2 cores with nothing leaked, and would go on with more
+// cores. Two arenas keep it flat (bench/run.sh --soak); diycd's calls are
+// short and few, so the lock contention costs nothing measurable.
+// MALLOC_ARENA_MAX in the environment still wins.
+constexpr int kMallocArenas = 2;
+
+void LimitMallocArenas() {
+  if (getenv("MALLOC_ARENA_MAX") == nullptr) mallopt(M_ARENA_MAX, kMallocArenas);
+}
+
 }  // namespace
 
 // Accept --state-dir as well as --state_dir: dashes are what users type.
@@ -66,6 +82,7 @@ std::vector<char*> NormaliseFlagNames(int argc, char** argv, std::vector<std::st
 }
 
 int main(int argc, char** argv) {
+  LimitMallocArenas();  // before any thread exists
   std::vector<std::string> arg_storage;
   std::vector<char*> args = NormaliseFlagNames(argc, argv, arg_storage);
   argv = args.data();
