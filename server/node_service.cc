@@ -39,8 +39,15 @@ grpc::Status Reply(absl::StatusOr<T> result, T* response) {
   return grpc::Status::OK;
 }
 
-std::string Subject(absl::string_view network, const Target& target) {
-  return absl::StrCat("network=", netcore::Quote(network), " ", target.Label());
+// Which attachment a request is about: its network, target and the
+// caller's key when it has one (a detach by key has no target).
+template <typename Request>
+std::string Subject(const Request& req) {
+  std::string subject = absl::StrCat("network=", netcore::Quote(req.network()));
+  const Target target = TargetOf(req);
+  if (target.kind != Target::Kind::kNone || req.key().empty()) absl::StrAppend(&subject, " ", target.Label());
+  if (!req.key().empty()) absl::StrAppend(&subject, " key=", netcore::Quote(req.key()));
+  return subject;
 }
 
 }  // namespace
@@ -71,7 +78,7 @@ grpc::Status NodeService::ListNetworks(grpc::ServerContext*, const v1::ListNetwo
 
 grpc::Status NodeService::AttachContainer(grpc::ServerContext*, const v1::AttachContainerRequest* req,
                                           v1::Attachment* resp) {
-  AuditLine audit("AttachContainer", Subject(req->network(), TargetOf(*req)));
+  AuditLine audit("AttachContainer", Subject(*req));
   absl::StatusOr<v1::Attachment> result = node_.Attach(*req);
   if (result.ok()) *resp = *result;
   return audit.Done(result.status());
@@ -79,7 +86,7 @@ grpc::Status NodeService::AttachContainer(grpc::ServerContext*, const v1::Attach
 
 grpc::Status NodeService::DetachContainer(grpc::ServerContext*, const v1::DetachContainerRequest* req,
                                           v1::DetachContainerResponse*) {
-  AuditLine audit("DetachContainer", Subject(req->network(), TargetOf(*req)));
+  AuditLine audit("DetachContainer", Subject(*req));
   return audit.Done(node_.Detach(*req));
 }
 
