@@ -82,24 +82,25 @@ absl::StatusOr<int> VxlanIndex(const v1::Network& network) {
 
 }  // namespace
 
+absl::StatusOr<v1::Network> Node::SpanningNetwork(const std::string& name) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = networks_.find(name);
+  if (it == networks_.end() || it->second.phase == v1::NetworkRecord::CREATING) {
+    return absl::NotFoundError(absl::StrCat("network ", Quote(name), " not found"));
+  }
+  if (it->second.phase != v1::NetworkRecord::READY) {
+    return absl::FailedPreconditionError(absl::StrCat("network ", Quote(name), " is being deleted"));
+  }
+  if (!it->second.network.has_vxlan()) {
+    return absl::FailedPreconditionError(absl::StrCat("network ", Quote(name), " does not span nodes"));
+  }
+  return it->second.network;
+}
+
 absl::StatusOr<v1::Network> Node::AddPeer(const v1::AddPeerRequest& request) {
   DIYC_RETURN_IF_ERROR(ValidateObjectName("network", request.network()));
   std::lock_guard<std::mutex> peers_lock(peers_mu_);
-  v1::Network network;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = networks_.find(request.network());
-    if (it == networks_.end() || it->second.phase == v1::NetworkRecord::CREATING) {
-      return absl::NotFoundError(absl::StrCat("network ", Quote(request.network()), " not found"));
-    }
-    if (it->second.phase != v1::NetworkRecord::READY) {
-      return absl::FailedPreconditionError(absl::StrCat("network ", Quote(request.network()), " is being deleted"));
-    }
-    network = it->second.network;
-  }
-  if (!network.has_vxlan()) {
-    return absl::FailedPreconditionError(absl::StrCat("network ", Quote(network.name()), " does not span nodes"));
-  }
+  DIYC_ASSIGN_OR_RETURN(v1::Network network, SpanningNetwork(request.network()));
   DIYC_ASSIGN_OR_RETURN(IpAddress local, IpAddress::Parse(network.vxlan().local()));
   DIYC_ASSIGN_OR_RETURN(IpAddress peer, ParseVxlanPeer(request.address(), local));
   DIYC_ASSIGN_OR_RETURN(int vxlan_index, VxlanIndex(network));
@@ -142,21 +143,7 @@ absl::StatusOr<v1::Network> Node::AddPeer(const v1::AddPeerRequest& request) {
 absl::StatusOr<v1::Network> Node::RemovePeer(const v1::RemovePeerRequest& request) {
   DIYC_RETURN_IF_ERROR(ValidateObjectName("network", request.network()));
   std::lock_guard<std::mutex> peers_lock(peers_mu_);
-  v1::Network network;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = networks_.find(request.network());
-    if (it == networks_.end() || it->second.phase == v1::NetworkRecord::CREATING) {
-      return absl::NotFoundError(absl::StrCat("network ", Quote(request.network()), " not found"));
-    }
-    if (it->second.phase != v1::NetworkRecord::READY) {
-      return absl::FailedPreconditionError(absl::StrCat("network ", Quote(request.network()), " is being deleted"));
-    }
-    network = it->second.network;
-  }
-  if (!network.has_vxlan()) {
-    return absl::FailedPreconditionError(absl::StrCat("network ", Quote(network.name()), " does not span nodes"));
-  }
+  DIYC_ASSIGN_OR_RETURN(v1::Network network, SpanningNetwork(request.network()));
   DIYC_ASSIGN_OR_RETURN(IpAddress peer, IpAddress::Parse(request.address()));
   const std::string address = peer.ToString();
   v1::NetworkRecord record;
