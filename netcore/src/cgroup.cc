@@ -478,10 +478,19 @@ absl::StatusOr<std::unique_ptr<Cgroup>> CreateCgroup(absl::string_view name, con
                                                      const CgroupOptions& options) {
   DIYC_RETURN_IF_ERROR(ValidateCgroupLimits(limits));
   DIYC_ASSIGN_OR_RETURN(Resolved resolved, Resolve(name, options));
-  if (resolved.layout == CgroupLayout::kV2) {
-    return CreateCgroupV2(resolved.root, options.parent, name, limits);
+  // The parent is shared (every diycd on the host uses "diyc" by default),
+  // and whoever removes the last cgroup in it removes it too
+  // (RemoveCgroupParentIfUnused): it can vanish between our making sure it
+  // exists and our making the new cgroup in it, which fails with ENOENT. A
+  // failed create has undone itself, so it is simply tried again.
+  constexpr int kAttempts = 5;
+  for (int attempt = 1;; ++attempt) {
+    absl::StatusOr<std::unique_ptr<Cgroup>> cgroup =
+        resolved.layout == CgroupLayout::kV2
+            ? CreateCgroupV2(resolved.root, options.parent, name, limits)
+            : CreateCgroupV1(resolved.mounts, resolved.root, options.parent, name, limits);
+    if (cgroup.ok() || StatusErrno(cgroup.status()) != ENOENT || attempt == kAttempts) return cgroup;
   }
-  return CreateCgroupV1(resolved.mounts, resolved.root, options.parent, name, limits);
 }
 
 absl::Status RemoveCgroupParentIfUnused(const CgroupOptions& options) {

@@ -31,6 +31,7 @@
 #include <iostream>
 #include <memory>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -563,6 +564,38 @@ TEST_F(CgroupV1Test, OpenFindsHalfCreatedCgroup) {
   EXPECT_TRUE((*cgroup)->Remove().ok());
   ExpectGoneEverywhere(name);
   EXPECT_EQ(OpenCgroup(name, options_).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(CgroupV1Test, CreateSurvivesTheSharedParentBeingRemovedMeanwhile) {
+  // Two owners (two diycd instances) create and remove cgroups under one
+  // parent, each removing the parent when its last cgroup goes: a create
+  // must not fail because the other removed the parent between its making
+  // sure the parent exists and its making the new cgroup.
+  constexpr int kRounds = 300;
+  std::vector<std::string> names[2];
+  for (auto& list : names) {
+    for (int i = 0; i < kRounds; ++i) list.push_back(NewName());
+  }
+  std::atomic<int> failures{0};
+  std::string first_failure[2];
+  auto owner = [&](int who) {
+    for (const std::string& name : names[who]) {
+      absl::StatusOr<std::unique_ptr<Cgroup>> cgroup = CreateCgroup(name, {}, options_);
+      if (!cgroup.ok()) {
+        if (failures++ == 0) first_failure[who] = cgroup.status().ToString();
+        continue;
+      }
+      EXPECT_TRUE((*cgroup)->Remove().ok());
+      EXPECT_TRUE(RemoveCgroupParentIfUnused(options_).ok());
+    }
+  };
+  std::thread other(owner, 1);
+  owner(0);
+  other.join();
+  EXPECT_EQ(failures.load(), 0) << first_failure[0] << first_failure[1];
+  for (const auto& list : names) {
+    for (const std::string& name : list) ExpectGoneEverywhere(name);
+  }
 }
 
 TEST_F(CgroupV1Test, AddProcessErrors) {
