@@ -2,6 +2,7 @@
 """diyc's benchmark suite: diycd side by side with its peers, in one run.
 
     sudo bench/run.sh [--quick] [--sizes 10,100,500,1000] [--out bench/results]
+    sudo bench/run.sh --soak 1000 [--out bench/results]
 
 For every N it joins N network namespaces (made beforehand, not timed) to a
 bridge and detaches them again, with each method in turn: diycd over gRPC
@@ -66,6 +67,7 @@ from diyc_bench.methods import (
 from diyc_bench.progress import Progress, note
 from diyc_bench.report import Report, make_row, render_markdown, render_text, set_ratios, write_chart, write_json
 from diyc_bench.scenario import Check, ScenarioOutcome, run_scenario
+from diyc_bench.soak_bench import run_soak_command
 
 REPO = Path(__file__).resolve().parents[1]
 FULL_SIZES = (10, 100, 500, 1000)
@@ -89,6 +91,7 @@ class Options:
     build_dir: Path
     floor_binary: Path | None
     command: str
+    soak: int | None
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -114,15 +117,20 @@ def parse_args(argv: Sequence[str]) -> Options:
     parser.add_argument("--build-dir", type=Path, default=Path(os.environ.get("DIYC_BUILD_DIR", REPO / "build")),
                         help="where ci/build.sh built diycd (default: $DIYC_BUILD_DIR, else build/)")
     parser.add_argument("--floor-binary", type=Path, help="netlink_floor to use (default: BUILD_DIR/bench/netlink_floor)")
+    parser.add_argument("--soak", type=int, metavar="CYCLES",
+                        help="run only the soak: CYCLES create/attach/run/stop/remove cycles, fail on any growth "
+                             "(writes soak.md, soak.json, soak.png)")
     args = parser.parse_args(argv)
     sizes = args.sizes or (QUICK_SIZES if args.quick else FULL_SIZES)
     starts = args.starts if args.starts is not None else (20 if args.quick else 50)
     cycles = args.cycles if args.cycles is not None else (100 if args.quick else 1000)
     if starts < 20 or args.pairs < 10 or cycles < 1:
         parser.error("--starts must be at least 20, --pairs at least 10, --cycles at least 1")
+    if args.soak is not None and args.soak < 2:
+        parser.error("--soak needs at least 2 cycles")
     return Options(sizes=sizes, out=args.out.resolve(), quick=args.quick, cycles=cycles, starts=starts,
                    pairs=args.pairs, seed=args.seed, build_dir=args.build_dir.resolve(),
-                   floor_binary=args.floor_binary, command="bench/run.sh " + " ".join(argv))
+                   floor_binary=args.floor_binary, command="bench/run.sh " + " ".join(argv), soak=args.soak)
 
 
 def preflight(opts: Options) -> list[str]:
@@ -365,6 +373,8 @@ def write_outputs(report: Report, out: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     opts = parse_args(sys.argv[1:] if argv is None else argv)
+    if opts.soak is not None:
+        return run_soak_command(opts.soak, opts.out, opts.build_dir, opts.command)
     problems = preflight(opts)
     if problems:
         for problem in problems:
