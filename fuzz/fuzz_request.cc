@@ -13,6 +13,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "diyc/netcore/firewall.h"
+#include "diyc/netcore/vxlan.h"
 #include "diyc/netcore/ip.h"
 #include "diyc/netcore/validate.h"
 #include "fuzz/fuzz_check.h"
@@ -52,7 +53,7 @@ void CheckScript(const std::string& script, absl::string_view input) {
 void CheckScriptLines(const std::string& script, absl::string_view input) {
   static const char* const kStarts[] = {"add table inet ", "delete table inet ", "table inet ", "\tset ",
                                         "\t\ttype ", "\t\telements = { ", "\t}", "\tchain ", "\t\ttype ",
-                                        "\t\tiifname ", "\t\tip saddr ", "}"};
+                                        "\t\tiifname ", "\t\tip saddr ", "\t\tudp dport ", "}"};
   for (absl::string_view line : absl::StrSplit(script, '\n', absl::SkipEmpty())) {
     bool known = false;
     for (const char* start : kStarts) known = known || absl::StartsWith(line, start);
@@ -70,17 +71,32 @@ void CheckNetwork(const v1::CreateNetworkRequest& request, absl::string_view inp
   FUZZ_CHECK(plan->subnet.Network() == plan->subnet, input);
   FUZZ_CHECK(plan->subnet.prefix_len() >= 8 && plan->subnet.prefix_len() <= 30, input);
   FUZZ_CHECK(plan->subnet.Contains(plan->gateway), input);
-  absl::StatusOr<Ipam> ipam = Ipam::Create(plan->subnet, plan->gateway);
+  absl::StatusOr<Ipam> ipam = Ipam::Create(plan->subnet, plan->gateway, plan->ip_range);
   FUZZ_CHECK(ipam.ok(), input);
   const uint32_t host_bits = 32 - plan->subnet.prefix_len();
-  FUZZ_CHECK(ipam->capacity() == (size_t{1} << host_bits) - 3, input);
+  if (!plan->ip_range) FUZZ_CHECK(ipam->capacity() == (size_t{1} << host_bits) - 3, input);
+  FUZZ_CHECK(ipam->capacity() > 0, input);
   std::set<IpAddress> handed_out;
   for (size_t i = 0; i < std::min<size_t>(3, ipam->capacity()); ++i) {
     absl::StatusOr<IpAddress> ip = ipam->Allocate();
     FUZZ_CHECK(ip.ok(), input);
     FUZZ_CHECK(plan->subnet.Contains(*ip) && *ip != plan->gateway, input);
     FUZZ_CHECK(*ip != plan->subnet.address(), input);
+    if (plan->ip_range) FUZZ_CHECK(plan->ip_range->Contains(*ip), input);
     FUZZ_CHECK(handed_out.insert(*ip).second, input);
+  }
+
+  // A spanning network: a valid VNI and port, IPv4 peers, none of them this node.
+  if (plan->vxlan) {
+    FUZZ_CHECK(diyc::netcore::ValidateVxlanId(plan->vxlan->id).ok(), input);
+    FUZZ_CHECK(plan->vxlan->port != 0, input);
+    FUZZ_CHECK(plan->vxlan->local || !plan->vxlan->underlay_device.empty(), input);
+    for (const IpAddress& peer : plan->vxlan->peers) {
+      FUZZ_CHECK(peer.is_v4(), input);
+      FUZZ_CHECK(!plan->vxlan->local || peer != *plan->vxlan->local, input);
+    }
+  } else {
+    FUZZ_CHECK(request.peers_size() == 0, input);
   }
 
   // The IPv6 side shares host offsets with IPv4: the gateway and every
@@ -110,6 +126,7 @@ void CheckNetwork(const v1::CreateNetworkRequest& request, absl::string_view inp
   FUZZ_CHECK(absl::StrContains(script, "\"diyc:net:" + network.name + "\""), input);
   FUZZ_CHECK(absl::StrContains(script, "\"" + network.bridge + "\""), input);
   FUZZ_CHECK(absl::StrContains(script, "masquerade") == network.nat, input);
+  FUZZ_CHECK(absl::StrContains(script, "udp dport ") == plan->vxlan.has_value(), input);
 
   // Beside a second network: refused when they share a name or a bridge,
   // otherwise rendered with both.
