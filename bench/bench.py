@@ -59,6 +59,7 @@ from diyc_bench.methods import (
     AttachMethod,
     BindingsMethod,
     CniMethod,
+    DiycCniMethod,
     Context,
     DiycGrpcMethod,
     FloorMethod,
@@ -152,6 +153,12 @@ def preflight(opts: Options) -> list[str]:
     if importlib.util.find_spec("matplotlib") is None:
         problems.append("missing matplotlib for chart.png: install python3-matplotlib (`sudo ci/install-deps.sh`)")
     return problems
+
+
+def diyc_cni_binary(opts: Options) -> Path | None:
+    """The diyc-cni plugin, if built; its scenario is skipped without it."""
+    candidate = opts.build_dir / "cni" / "diyc-cni"
+    return candidate if os.access(candidate, os.X_OK) else None
 
 
 def floor_binary(opts: Options) -> Path | None:
@@ -261,6 +268,8 @@ class Run:
         ]
         if ctx.floor_binary is not None:
             factories.append(lambda: FloorMethod(ctx, s.block(3)))
+        if (plugin := diyc_cni_binary(self.opts)) is not None:
+            factories.append(lambda: DiycCniMethod(ctx, s.block(6), plugin))
         factories += [lambda: CniMethod(ctx, s.block(4), n), lambda: IpToolMethod(ctx, s.block(5))]
         return factories
 

@@ -32,6 +32,7 @@ __all__ = [
     "BindingsMethod",
     "CniMethod",
     "Context",
+    "DiycCniMethod",
     "DiycGrpcMethod",
     "FloorMethod",
     "IpToolMethod",
@@ -345,6 +346,47 @@ class FloorMethod(AttachMethod):
         with diyc.IPRoute() as host:
             if host.find_link(self._bridge) is not None:
                 host.link_del(self._bridge)
+
+
+class DiycCniMethod(DiycGrpcMethod):
+    """diyc-cni, one exec per ADD and DEL, as a CNI runtime drives it.
+
+    The plugin talks to the same diycd; the network is made beforehand (not
+    timed), as a node's conflist would find it.
+    """
+
+    def __init__(self, ctx: Context, subnet: ipaddress.IPv4Network, plugin: Path) -> None:
+        super().__init__(ctx, subnet, clients=1)
+        self.key = "diyc-cni"
+        self.label = "diyc-cni (CNI plugin via diycd)"
+        self.network = ctx.names.link("n", "k")
+        self._bridge = ctx.names.link("d", "k")
+        self.plugin = plugin
+        self.config = json.dumps({"cniVersion": "1.0.0", "name": self.network, "type": "diyc",
+                                  "socket": ctx.diycd.socket}).encode()
+
+    def _exec(self, command: str, slot: Slot) -> bytes:
+        env = {
+            "CNI_COMMAND": command,
+            "CNI_CONTAINERID": slot.netns,
+            "CNI_NETNS": f"/run/netns/{slot.netns}",
+            "CNI_IFNAME": "eth0",
+            "CNI_PATH": str(self.plugin.parent),
+            "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+        }
+        done = subprocess.run([str(self.plugin)], input=self.config, env=env, capture_output=True, check=False)
+        if done.returncode != 0:
+            raise BenchError(f"diyc-cni {command} {slot.netns} exited {done.returncode}: "
+                             f"{(done.stdout or done.stderr).decode(errors='replace').strip()}")
+        return done.stdout
+
+    def attach(self, slot: Slot, worker: int) -> Attached:
+        result = json.loads(self._exec("ADD", slot))
+        return Attached(ip=result["ips"][0]["address"].split("/")[0])
+
+    def detach(self, slot: Slot, worker: int) -> int | None:
+        self._exec("DEL", slot)
+        return None
 
 
 # -- the CNI reference plugins
