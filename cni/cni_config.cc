@@ -127,7 +127,10 @@ absl::StatusOr<CniEnv> ReadEnv() {
   if ((c == "ADD" || c == "CHECK") && env.netns.empty()) {
     return CniError(kInvalidEnvironment, absl::StrCat("CNI_NETNS is required for ", c));
   }
-  if (!env.netns.empty() && env.netns[0] != '/') {
+  // Only the verbs that use the namespace check it: runtimes fill unused
+  // variables with placeholders (libcni sends VERSION with CNI_NETNS=dummy).
+  const bool uses_netns = c == "ADD" || c == "DEL" || c == "CHECK";
+  if (uses_netns && !env.netns.empty() && env.netns[0] != '/') {
     return CniError(kInvalidEnvironment, "CNI_NETNS must be an absolute path", env.netns);
   }
   return env;

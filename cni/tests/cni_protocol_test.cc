@@ -51,7 +51,16 @@ TEST(CniEnv, EachCommandGetsWhatItNeeds) {
   EXPECT_TRUE(ReadEnv().ok());
   setenv("CNI_COMMAND", "FROB", 1);
   EXPECT_EQ(CodeOf(ReadEnv().status()), kInvalidEnvironment);
-  for (const char* name : {"CNI_COMMAND", "CNI_CONTAINERID", "CNI_IFNAME"}) unsetenv(name);
+  // libcni asks VERSION with placeholders in the variables VERSION ignores.
+  setenv("CNI_COMMAND", "VERSION", 1);
+  setenv("CNI_NETNS", "dummy", 1);
+  setenv("CNI_IFNAME", "dummy", 1);
+  setenv("CNI_CONTAINERID", "", 1);
+  EXPECT_TRUE(ReadEnv().ok());
+  setenv("CNI_COMMAND", "ADD", 1);
+  setenv("CNI_CONTAINERID", "abc", 1);
+  EXPECT_EQ(CodeOf(ReadEnv().status()), kInvalidEnvironment);  // ADD needs a real path
+  for (const char* name : {"CNI_COMMAND", "CNI_CONTAINERID", "CNI_IFNAME", "CNI_NETNS"}) unsetenv(name);
 }
 
 TEST(NetConf, DefaultsAndFields) {
