@@ -12,6 +12,8 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 "$root/ci/install-deps.sh"
 "$root/ci/build.sh"
+# The CNI tests drive the plugin with cnitool, built from Debian's source.
+"$root/ci/build-cnitool.sh" >/dev/null
 
 echo "== C++ tests (ctest)"
 ctest --test-dir "$build" --output-on-failure -j2

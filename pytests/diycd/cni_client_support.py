@@ -2,7 +2,7 @@
 
 * :func:`plugin_binary` finds ``diyc-cni`` (``$DIYC_CNI``, else the repository's
   ``build/cni/diyc-cni``); :func:`cnitool_binary` builds cnitool on demand
-  with ``ci/build-cnitool.sh`` (cached in the build directory's ``tools/``).
+  with ``ci/build-cnitool.sh`` from Debian's source package (cached in the build directory's ``tools/``).
 * :class:`RecordingPluginDir` is a private ``CNI_PATH`` directory whose
   ``diyc`` is a two-line wrapper: it appends the verb and the CNI_* values of
   each call to a log, then execs the real plugin. That log is how the tests
