@@ -23,6 +23,8 @@ inline constexpr std::string_view kFaultPoints[] = {
     "container.run.attached",      // networks attached, not started
     "container.run.started",       // command running, record not yet RUNNING
     "container.remove.detached",   // attachments gone, files still there
+    "peer.add.recorded",           // peer in the record, firewall and FDB not yet
+    "peer.remove.recorded",        // peer out of the record, still in firewall and FDB
 };
 
 // Checks DIYC_FAULT once; call before serving.

@@ -119,6 +119,9 @@ class Node {
   // or puts an existing one of ours back on it, with every peer's flooding
   // entry. No-op for a node-local network.
   absl::Status EnsureVxlan(const NetworkState& state, int bridge_index);
+  // Remote endpoints the VXLAN link sends to that are not peers of `network`.
+  static absl::StatusOr<std::vector<netcore::IpAddress>> StaleVxlanPeers(netcore::NlSocket& host,
+                                                                         const v1::Network& network, int vxlan_index);
   // A ready network that spans nodes: NOT_FOUND or FAILED_PRECONDITION.
   absl::StatusOr<v1::Network> SpanningNetwork(const std::string& name);
   // Serialises peer changes, so records and the kernel agree.

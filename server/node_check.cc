@@ -62,6 +62,14 @@ void Node::InspectVxlan(netcore::NlSocket& host, const NetworkState& state, int 
           repair ? netcore::AddVxlanFloodPeer(host, (*link)->index, *address) : absl::OkStatus(),
           absl::StrCat("re-added the flooding entry for ", peer));
   }
+  absl::StatusOr<std::vector<netcore::IpAddress>> stale = StaleVxlanPeers(host, state.network, (*link)->index);
+  if (!stale.ok()) return;
+  for (const netcore::IpAddress& address : *stale) {
+    found(MakeDrift(v1::Drift::VXLAN_PEER_STALE, name, "",
+                    absl::StrCat(Quote(device), " still sends to ", address.ToString(), ", which is no peer")),
+          repair ? netcore::RemoveVxlanPeer(host, (*link)->index, address) : absl::OkStatus(),
+          absl::StrCat("removed the entries towards ", address.ToString()));
+  }
 }
 
 absl::StatusOr<v1::RepairResponse> Node::Inspect(bool repair) {

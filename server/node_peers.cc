@@ -7,6 +7,7 @@
 #include "diyc/netcore/link.h"
 #include "diyc/netcore/status_macros.h"
 #include "diyc/netcore/vxlan.h"
+#include "fault.h"
 #include "host_socket.h"
 #include "names.h"
 #include "node.h"
@@ -62,8 +63,23 @@ absl::Status Node::EnsureVxlan(const NetworkState& state, int bridge_index) {
     DIYC_ASSIGN_OR_RETURN(IpAddress address, IpAddress::Parse(peer));
     DIYC_RETURN_IF_ERROR(netcore::AddVxlanFloodPeer(*host, index, address));
   }
+  // A removal that a crash cut short leaves its peer's entries behind.
+  DIYC_ASSIGN_OR_RETURN(std::vector<IpAddress> stale, StaleVxlanPeers(*host, state.network, index));
+  for (const IpAddress& address : stale) DIYC_RETURN_IF_ERROR(netcore::RemoveVxlanPeer(*host, index, address));
   std::move(remove).Cancel();
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<IpAddress>> Node::StaleVxlanPeers(netcore::NlSocket& host, const v1::Network& network,
+                                                               int vxlan_index) {
+  DIYC_ASSIGN_OR_RETURN(std::vector<netcore::FdbEntry> fdb, netcore::ListVxlanFdb(host, vxlan_index));
+  std::vector<IpAddress> stale;
+  for (const netcore::FdbEntry& entry : fdb) {
+    const std::string dst = entry.dst.ToString();
+    if (std::find(network.peers().begin(), network.peers().end(), dst) != network.peers().end()) continue;
+    if (std::find(stale.begin(), stale.end(), entry.dst) == stale.end()) stale.push_back(entry.dst);
+  }
+  return stale;
 }
 
 namespace {
@@ -114,6 +130,7 @@ absl::StatusOr<v1::Network> Node::AddPeer(const v1::AddPeerRequest& request) {
     record.mutable_network()->add_peers(address);
     record.set_phase(v1::NetworkRecord::READY);
     DIYC_RETURN_IF_ERROR(store_->PutNetwork(record));
+    FaultPoint("peer.add.recorded");
     auto set_peers = [&](const v1::Network& from) {
       std::lock_guard<std::mutex> lock(mu_);
       *networks_.at(network.name()).network.mutable_peers() = from.peers();
@@ -155,6 +172,7 @@ absl::StatusOr<v1::Network> Node::RemovePeer(const v1::RemovePeerRequest& reques
   record.set_phase(v1::NetworkRecord::READY);
   if (record.network().peers_size() != network.peers_size()) {
     DIYC_RETURN_IF_ERROR(store_->PutNetwork(record));
+    FaultPoint("peer.remove.recorded");
     std::lock_guard<std::mutex> lock(mu_);
     *networks_.at(network.name()).network.mutable_peers() = record.network().peers();
   }

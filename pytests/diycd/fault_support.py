@@ -539,7 +539,8 @@ def check_consistent(
     bridges = {n.bridge: n for n in listed.values()}
 
     # Links: exactly the listed bridges and veths carry the mark.
-    expected_links = set(bridges) | {a.host_ifname for a in attachments}
+    expected_links = (set(bridges) | {a.host_ifname for a in attachments} |
+                      {n.vxlan.device for n in listed.values() if n.HasField("vxlan")})
     eventually(lambda: set(diycd.links()) == expected_links, settle)
     links = diycd.links()
     if set(links) != expected_links:

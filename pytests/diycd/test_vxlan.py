@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -193,7 +194,7 @@ def test_restarting_a_nodes_diycd_keeps_the_data_path(cluster: Cluster, diyc_net
         assert not client.check()
 
 
-def test_repair_restores_a_deleted_vxlan_link_and_peer_entries(cluster: Cluster, diyc_net: NetFactory) -> None:
+def test_repair_restores_the_vxlan_link_and_exactly_the_peer_entries(cluster: Cluster, diyc_net: NetFactory) -> None:
     _span(cluster, diyc_net)
     n1, n2, _ = cluster.nodes
     client = n1.client()
@@ -206,6 +207,17 @@ def test_repair_restores_a_deleted_vxlan_link_and_peer_entries(cluster: Cluster,
     client.repair()
     assert not client.check()
     assert eventually(lambda: _reaches(n1, n2), timeout=10)
+
+    # An entry towards a node that is no peer, and a peer's entry deleted.
+    fdb = ["ip", "netns", "exec", n1.netns.name, "bridge", "fdb"]
+    subprocess.run([*fdb, "append", "00:00:00:00:00:00", "dev", net.vxlan.device, "dst", "192.168.250.99"], check=True)
+    subprocess.run([*fdb, "del", "00:00:00:00:00:00", "dev", net.vxlan.device, "dst", n2.underlay_ip], check=True)
+    kinds = sorted(network_pb2.Drift.Kind.Name(d.kind) for d in client.check())
+    assert kinds == ["VXLAN_PEER_MISSING", "VXLAN_PEER_STALE"], client.check()
+    client.repair()
+    assert not client.check()
+    shown = subprocess.run([*fdb, "show", "dev", net.vxlan.device], capture_output=True, text=True, check=True).stdout
+    assert "192.168.250.99" not in shown and n2.underlay_ip in shown, shown
 
 
 def test_spanning_network_input_is_checked(client: Client, names: RunNames) -> None:
