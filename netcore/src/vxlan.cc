@@ -152,7 +152,11 @@ absl::StatusOr<std::vector<FdbEntry>> ListVxlanFdb(NlSocket& sock, int vxlan_ind
     request.ifi_family = AF_BRIDGE;
     int err = nl_send_simple(s, RTM_GETNEIGH, NLM_F_DUMP, &request, sizeof(request));
     if (err < 0) return err;
-    nl_cb* cb = nl_cb_clone(nl_socket_get_cb(s));
+    // The socket's callbacks (which capture the kernel's error) with our
+    // parser added; nl_socket_get_cb hands out a reference of its own.
+    nl_cb* socket_cb = nl_socket_get_cb(s);
+    nl_cb* cb = nl_cb_clone(socket_cb);
+    nl_cb_put(socket_cb);
     if (cb == nullptr) return -NLE_NOMEM;
     nl_cb_set(cb, NL_CB_VALID, NL_CB_CUSTOM, on_entry, &dump);
     err = nl_recvmsgs(s, cb);
