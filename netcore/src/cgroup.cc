@@ -482,8 +482,10 @@ absl::StatusOr<std::unique_ptr<Cgroup>> CreateCgroup(absl::string_view name, con
   // and whoever removes the last cgroup in it removes it too
   // (RemoveCgroupParentIfUnused): it can vanish between our making sure it
   // exists and our making the new cgroup in it, which fails with ENOENT. A
-  // failed create has undone itself, so it is simply tried again.
-  constexpr int kAttempts = 5;
+  // failed create has undone itself, so it is simply tried again. Under
+  // steady contention (two owners creating and removing in a loop, slowed
+  // down by sanitizers) about half the attempts lose, so give it many.
+  constexpr int kAttempts = 100;
   for (int attempt = 1;; ++attempt) {
     absl::StatusOr<std::unique_ptr<Cgroup>> cgroup =
         resolved.layout == CgroupLayout::kV2
