@@ -95,6 +95,19 @@ bool HasKey(const google::protobuf::RepeatedPtrField<std::string>& env, absl::st
   return std::any_of(env.begin(), env.end(), [&](const std::string& e) { return absl::StartsWith(e, absl::StrCat(key, "=")); });
 }
 
+// The names in a state directory, sorted, without hidden ones (temporary
+// files of interrupted writes).
+absl::StatusOr<std::vector<std::string>> ListEntries(const std::string& root) {
+  std::unique_ptr<DIR, int (*)(DIR*)> dir(opendir(root.c_str()), &closedir);
+  if (dir == nullptr) return ErrnoError(errno, absl::StrCat("list ", root));
+  std::vector<std::string> names;
+  while (dirent* e = readdir(dir.get())) {
+    if (e->d_name[0] != '.') names.emplace_back(e->d_name);
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Containers>> Containers::Open(Options options, Node* node) {
@@ -149,14 +162,7 @@ absl::StatusOr<std::string> Containers::NetnsPath(const std::string& name) {
 }
 
 absl::Status Containers::Load() {
-  const std::string root = options_.state_dir + "/containers";
-  DIR* dir = opendir(root.c_str());
-  if (dir == nullptr) return ErrnoError(errno, absl::StrCat("list ", root));
-  std::vector<std::string> names;
-  while (dirent* e = readdir(dir)) {
-    if (e->d_name[0] != '.') names.emplace_back(e->d_name);
-  }
-  closedir(dir);
+  DIYC_ASSIGN_OR_RETURN(std::vector<std::string> names, ListEntries(options_.state_dir + "/containers"));
   std::lock_guard<std::mutex> lock(mu_);
   for (const std::string& name : names) {
     Entry entry;
@@ -645,15 +651,7 @@ absl::StatusOr<v1::Image> Containers::ImportImage(const v1::ImportImageRequest& 
 absl::StatusOr<v1::ListImagesResponse> Containers::ListImages() {
   std::lock_guard<std::mutex> lock(images_mu_);
   v1::ListImagesResponse response;
-  const std::string root = options_.state_dir + "/images";
-  DIR* dir = opendir(root.c_str());
-  if (dir == nullptr) return ErrnoError(errno, absl::StrCat("list ", root));
-  std::vector<std::string> names;
-  while (dirent* e = readdir(dir)) {
-    if (e->d_name[0] != '.') names.emplace_back(e->d_name);
-  }
-  closedir(dir);
-  std::sort(names.begin(), names.end());
+  DIYC_ASSIGN_OR_RETURN(std::vector<std::string> names, ListEntries(options_.state_dir + "/images"));
   for (const std::string& name : names) {
     v1::ImageRecord record;
     absl::StatusOr<std::string> json = ReadSmallFile(ImageDir(name) + "/image.json");
