@@ -44,13 +44,13 @@ from diyc_bench.host import (
     Subnets,
     create_namespaces,
     delete_links,
+    delete_nft_table,
     handle_termination,
     host_links,
     nft_table_exists,
     pick_subnets,
     remove_namespaces,
     remove_tree,
-    run,
 )
 from diyc_bench.machine import binary_fingerprints, loadavg, machine_info, versions
 from diyc_bench.memory import rss_kib, run_cycles
@@ -186,7 +186,7 @@ class Run:
 
     def start(self) -> None:
         self._guard_sysctls()
-        self.cleanup.push("delete nftables table", self._delete_table)
+        self.cleanup.push("delete nftables table", lambda: delete_nft_table(self.table))
         self.cleanup.push("delete bench links", lambda: delete_links(self.names))
         self.cleanup.push("remove bench namespaces", lambda: remove_namespaces(self.names))
         self.subnets = pick_subnets(os.getpid())
@@ -213,13 +213,6 @@ class Run:
                     path.write_text(value)
 
         self.cleanup.push("restore host sysctls", restore)
-
-    def _delete_table(self) -> list[str]:
-        if nft_table_exists(self.table):
-            done = run(["nft", "delete", "table", "inet", self.table], check=False)
-            if done.returncode != 0:
-                return [f"nft delete table inet {self.table}: {done.stderr.decode(errors='replace').strip()}"]
-        return []
 
     def _stop_diycd(self) -> list[str]:
         """Deletes the bench's networks through diycd, stops it, keeps its log."""

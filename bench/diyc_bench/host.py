@@ -36,6 +36,7 @@ __all__ = [
     "bridge_ports",
     "create_namespaces",
     "delete_links",
+    "delete_nft_table",
     "foreign_links_in",
     "handle_termination",
     "host_links",
@@ -240,6 +241,15 @@ def nft_table_exists(table: str) -> bool:
     """True if an inet table of that name exists (diycd's firewall table)."""
     listing = run(["nft", "list", "tables"]).stdout.decode()
     return any(line.split() == ["table", "inet", table] for line in listing.splitlines())
+
+
+def delete_nft_table(table: str) -> list[str]:
+    """Deletes the inet table if it exists; returns the error, if any, as a line."""
+    if nft_table_exists(table):
+        done = run(["nft", "delete", "table", "inet", table], check=False)
+        if done.returncode != 0:
+            return [f"nft delete table inet {table}: {done.stderr.decode(errors='replace').strip()}"]
+    return []
 
 
 def _mounts_under(root: Path) -> list[str]:

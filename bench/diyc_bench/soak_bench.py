@@ -22,7 +22,8 @@ from diyc.daemon import DiycdProcess
 from diyc.images import build_busybox_rootfs
 
 from .containers import cgroup_leftovers
-from .host import Cleanup, Names, handle_termination, host_links, nft_table_exists, pick_subnets, remove_tree, run
+from .host import (Cleanup, Names, delete_nft_table, handle_termination, host_links, nft_table_exists, pick_subnets,
+                   remove_tree, run)
 from .machine import loadavg, machine_info
 from .progress import Progress, note
 from .soak import SoakPlan, SoakResult, run_soak, verdict
@@ -74,7 +75,7 @@ class _Soak:
         self.diycd: DiycdProcess | None = None
 
     def start(self) -> None:
-        self.cleanup.push("delete nftables table", self._delete_table)
+        self.cleanup.push("delete nftables table", lambda: delete_nft_table(self.table))
         self.diycd = DiycdProcess(self.build_dir / "server" / "diycd", socket=str(self.tmp / "run" / "diyc.sock"),
                                   state_dir=str(self.tmp / "state"), extra_args=["--nft-table", self.table])
         self.cleanup.push("stop diycd", self._stop_diycd)
@@ -98,13 +99,6 @@ class _Soak:
             result = run_soak(client, target, plan, on_progress=lambda _: progress.advance())
         progress.finish()
         return result
-
-    def _delete_table(self) -> list[str]:
-        if nft_table_exists(self.table):
-            done = run(["nft", "delete", "table", "inet", self.table], check=False)
-            if done.returncode != 0:
-                return [f"nft delete table inet {self.table}: {done.stderr.decode(errors='replace').strip()}"]
-        return []
 
     def _stop_diycd(self) -> list[str]:
         """Removes every container, image and network through diycd, then stops it."""
