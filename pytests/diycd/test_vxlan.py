@@ -171,6 +171,10 @@ def test_removing_a_peer_cuts_exactly_that_pair(cluster: Cluster, diyc_net: NetF
 
     added = run_cli("--socket", n1.diycd.socket, "network", "peer", "add", cluster.network, n3.underlay_ip)
     assert added.returncode == 0, added.stderr
+    shown = run_cli("--socket", n1.diycd.socket, "network", "inspect", cluster.network)
+    assert shown.returncode == 0, shown.stderr
+    assert f"id {VXLAN_ID} port 4789 local {n1.underlay_ip} via eth0" in shown.stdout, shown.stdout
+    assert f"peers:       {n2.underlay_ip}, {n3.underlay_ip}" in shown.stdout, shown.stdout
     assert eventually(lambda: _reaches(n1, n3) and _reaches(n3, n1), timeout=10)
 
 
