@@ -98,7 +98,9 @@ Ipam::Ipam(uint32_t base, uint32_t size, uint32_t gateway_offset, uint32_t first
     : base_(base), size_(size), gateway_offset_(gateway_offset), first_(first), last_(last), taken_(size, false),
       cursor_(first) {
   taken_[0] = taken_[size - 1] = taken_[gateway_offset] = true;
-  for (uint32_t offset = first; offset <= last; ++offset) capacity_ += taken_[offset] ? 0 : 1;
+  // first >= 1 and last <= size - 2: of the reserved offsets only the
+  // gateway can fall inside the range.
+  capacity_ = last - first + 1 - (InRange(gateway_offset) ? 1 : 0);
   free_in_range_ = capacity_;
 }
 
