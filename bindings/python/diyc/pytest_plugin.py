@@ -437,6 +437,31 @@ def disable_dad(netns: NetnsRef) -> None:
         diyc.sysctl_set(netns, f"net.ipv6.conf.{scope}.accept_dad", "0")
 
 
+def wait_forwarding(ports: Sequence[str], timeout: float = 5.0) -> None:
+    """Returns once every host bridge port has carrier and forwards.
+
+    A veth's carrier reaches its bridge through the kernel's link watch,
+    which may take a moment after both ends are up; a packet sent before
+    that is dropped, and a first ping would come back short.
+    """
+    deadline = time.monotonic() + timeout
+
+    def ready(port: str) -> bool:
+        try:
+            with open(f"/sys/class/net/{port}/operstate", encoding="ascii") as f:
+                up = f.read().strip() == "up"
+            with open(f"/sys/class/net/{port}/brport/state", encoding="ascii") as f:
+                return up and f.read().strip() == "3"  # BR_STATE_FORWARDING
+        except OSError:
+            return False
+
+    pending = list(ports)
+    while pending := [port for port in pending if not ready(port)]:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"bridge ports not forwarding after {timeout:g}s: {pending}")
+        time.sleep(0.01)
+
+
 class NetFactory:
     """Creates namespaces, links and topologies that undo themselves."""
 
@@ -551,6 +576,7 @@ class NetFactory:
         for _ in range(n):
             ns = self.netns(dad=dad)
             star.members.append(self._plug(star, ns, "eth0", star._take_host_number(), host_gateway))
+        wait_forwarding([member.host_ifname for member in star.members])
         return star
 
     def p2p(self, *, ipv6: bool = False, dad: bool = False) -> PointToPoint:
