@@ -11,6 +11,8 @@ from __future__ import annotations
 import ipaddress
 import itertools
 import json
+import shlex
+import shutil
 import socket
 import subprocess
 import time
@@ -307,6 +309,57 @@ def free_port() -> Iterator[int]:
     yield port
 
 
+# The iptables tables the reference portmap and firewall plugins use, and
+# the nftables table iptables-nft keeps each in.
+_IPTABLES = {("iptables", "filter"): "ip filter", ("iptables", "nat"): "ip nat",
+             ("ip6tables", "filter"): "ip6 filter", ("ip6tables", "nat"): "ip6 nat"}
+
+
+def _iptables_rules(tool: str, table: str) -> list[list[str]]:
+    done = subprocess.run([tool, "-w", "-t", table, "-S"], capture_output=True, text=True, check=False)
+    return [shlex.split(line) for line in done.stdout.splitlines() if line.strip()]
+
+
+def _cni_chains(tool: str, table: str) -> set[str]:
+    return {rule[1] for rule in _iptables_rules(tool, table) if rule[0] == "-N" and rule[1].startswith("CNI-")}
+
+
+def _nft_tables() -> set[str]:
+    done = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, check=True)
+    return {line.removeprefix("table ").strip() for line in done.stdout.splitlines() if line.strip()}
+
+
+@pytest.fixture
+def reference_plugin_chains() -> Iterator[None]:
+    """Removes the shared chains portmap and firewall leave behind, if this test brought them.
+
+    The reference plugins keep their CNI-* chains (and the jumps into them)
+    for good once made, by design; on a host where other CNI users already
+    have them they stay, here they were made for this test and go with it.
+    """
+    if shutil.which("iptables") is None:
+        yield
+        return
+    tables_before = _nft_tables()
+    chains_before = {key: _cni_chains(*key) for key in _IPTABLES}
+    yield
+    for (tool, table), before in chains_before.items():
+        added = _cni_chains(tool, table) - before
+        if not added:
+            continue
+        for rule in _iptables_rules(tool, table):
+            if rule[0] == "-A" and rule[1] not in added and "-j" in rule and rule[rule.index("-j") + 1] in added:
+                subprocess.run([tool, "-w", "-t", table, "-D", *rule[1:]], check=True)
+        for flag in ("-F", "-X"):
+            for chain in sorted(added):
+                subprocess.run([tool, "-w", "-t", table, flag, chain], check=True)
+    for (tool, table), nft_table in _IPTABLES.items():
+        only_policies = all(rule[0] == "-P" for rule in _iptables_rules(tool, table))
+        if nft_table not in tables_before and nft_table in _nft_tables() and only_policies:
+            subprocess.run(["nft", "delete", "table", *nft_table.split()], check=True)
+
+
+@pytest.mark.usefixtures("reference_plugin_chains")
 def test_chain_with_tuning_bandwidth_portmap_and_firewall(
         runtime: CniRuntime, conf: dict[str, Any], names: RunNames, make_netns: MakeNetns, client: Client,
         free_port: int) -> None:
