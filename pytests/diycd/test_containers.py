@@ -36,7 +36,7 @@ from diyc.errors import (
 )
 from diyc.images import write_busybox_tar
 from diyc.v1 import container_pb2, events_pb2, network_pb2
-from diycd_support import PYTHON, RunNames, cli_env, create_network, host_links, run_cli
+from diycd_support import PYTHON, RunNames, cli_env, create_network, eventually, host_links, run_cli
 
 pytestmark = pytest.mark.root
 
@@ -201,7 +201,9 @@ def traces(diycd: DiycdProcess, container: Container) -> dict[str, Any]:
 
 
 def assert_no_traces(diycd: DiycdProcess, container: Container) -> None:
+    """Nothing of the container is left, once diycd's batched veth deletion has run."""
     __tracebackhide__ = True
+    eventually(lambda: not any(traces(diycd, container).values()), timeout=3.0)
     left = {kind: found for kind, found in traces(diycd, container).items() if found}
     assert not left, f"container {container.name} left behind {left}"
 
