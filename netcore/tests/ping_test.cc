@@ -39,6 +39,12 @@ TEST_F(PingTest, ReachesPeerOverV4AndV6) {
   EXPECT_EQ(v4->sent, 3);
   EXPECT_EQ(v4->received, 3);
   EXPECT_EQ(v4->rtts_ms.size(), 3u);
+  // The first IPv6 echo may go before neighbour discovery settles on a
+  // fresh link; once one is answered every one must be.
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    auto warm = Ping(&b_, *IpAddress::Parse("fd00:94::1"), {.count = 1});
+    if (warm.ok() && warm->received == 1) break;
+  }
   auto v6 = Ping(&b_, *IpAddress::Parse("fd00:94::1"), {.count = 2});
   ASSERT_TRUE(v6.ok()) << v6.status();
   EXPECT_EQ(v6->received, 2);
